@@ -1,0 +1,316 @@
+"""The Watchers bot protocol: event names, payload shapes, and how to read answers.
+
+This is the one module that knows the wire format.  The client and the
+emulator both use it, so they cannot drift apart.  See ``protocol.md`` in the
+project's shared notes for what the vendor documents and what is guessed.
+
+Nothing here does I/O or imports socketio.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .errors import ServerError
+from .models import Message
+
+__all__ = [
+    "EVENT_EXCEPTION",
+    "EVENT_LISTEN",
+    "EVENT_MESSAGE",
+    "EVENT_SEND",
+    "MAX_FRAME_BYTES",
+    "MalformedPayload",
+    "check_text",
+    "exception_matches",
+    "listen_payload",
+    "mask_secrets",
+    "message_payload",
+    "parse_exception",
+    "parse_message",
+    "read_listen_ack",
+    "read_send_ack",
+    "send_payload",
+]
+
+EVENT_LISTEN = "external/listen"
+EVENT_SEND = "external/send"
+EVENT_MESSAGE = "message"
+#: A NestJS gateway reports a failed handler with this event instead of an ack.
+EVENT_EXCEPTION = "exception"
+
+#: Largest frame the default Socket.IO servers (Node and Python) accept: 1e6 bytes.
+MAX_FRAME_BYTES = 1_000_000
+# Packet type, ack id, event name and JSON punctuation around the payload.
+_FRAME_OVERHEAD = 64
+# json.dumps(ensure_ascii=True) turns one character into at most 12 bytes
+# (an escaped surrogate pair), so short texts need no measuring.
+_MAX_BYTES_PER_CHAR = 12
+
+#: Payload keys whose values are secrets, masked wherever a payload is shown.
+SECRET_KEYS = frozenset({"apiKey", "apikey", "api_key", "bearer", "token", "authorization"})
+MASK = "***"
+
+
+class MalformedPayload(ValueError):
+    """A payload from the server does not have the documented shape."""
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def listen_payload(room_id: str, api_key: str) -> Dict[str, str]:
+    """The ``external/listen`` payload."""
+    return {"roomId": room_id, "apiKey": api_key}
+
+
+def send_payload(room_id: str, api_key: str, user_id: str, text: str) -> Dict[str, str]:
+    """The ``external/send`` payload."""
+    return {"roomId": room_id, "apiKey": api_key, "userId": user_id, "text": text}
+
+
+def check_text(text: object, *, fixed: int = 0, name: str = "text") -> str:
+    """Check a message text before it goes on the wire.
+
+    ``fixed`` is the length of the other payload values.  Raises ``TypeError``
+    or ``ValueError`` naming ``name``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str, not {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{name} must not be empty or only whitespace")
+    budget = MAX_FRAME_BYTES - _FRAME_OVERHEAD
+    if (len(text) + fixed) * _MAX_BYTES_PER_CHAR > budget:
+        size = len(json.dumps(text)) + fixed * _MAX_BYTES_PER_CHAR
+        if size > budget:
+            raise ValueError(
+                f"{name} is too large: it encodes to about {size:,} bytes and a Socket.IO "
+                f"frame may carry at most {MAX_FRAME_BYTES:,} (servers drop larger frames)"
+            )
+    return text
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def _is_error_status(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in ("error", "fail", "failed", "failure")
+
+
+def _is_ok_status(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in ("ok", "success", "succeeded")
+
+
+def _status_code(value: Any) -> Optional[int]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _error_from(answer: Any, event: str) -> Optional[ServerError]:
+    """The error an answer carries, or None when it carries no error marker."""
+    raw = mask_secrets(answer)
+    if isinstance(answer, str):
+        return ServerError(answer or "empty error string", event=event, raw=raw)
+    if not isinstance(answer, Mapping):
+        return None
+    err = answer.get("error")
+    status = answer.get("status")
+    code = _status_code(answer.get("statusCode"))
+    marked = (
+        bool(err)
+        or _is_error_status(status)
+        or answer.get("success") is False
+        or (code is not None and code >= 400)
+        or ("code" in answer and "message" in answer and not _is_ok_status(status)
+            and answer.get("success") is not True)
+    )
+    if not marked:
+        return None
+    inner = err if isinstance(err, Mapping) else {}
+    message = (
+        answer.get("message")
+        or inner.get("message")
+        or (err if isinstance(err, str) else None)
+        or answer.get("reason")
+        or status
+        or "unspecified error"
+    )
+    if isinstance(message, list):  # NestJS validation pipes answer a list of strings
+        message = "; ".join(str(m) for m in message)
+    if code is None:
+        code = answer.get("code", inner.get("code", inner.get("statusCode")))
+    return ServerError(str(message), code=code, event=event, raw=raw)
+
+
+def _is_success(answer: Any) -> bool:
+    if answer is None or answer is True:
+        return True
+    if isinstance(answer, Mapping):
+        if not answer:
+            return True
+        return _is_ok_status(answer.get("status")) or answer.get("success") is True
+    return False
+
+
+def _single(args: Tuple[Any, ...]) -> Any:
+    # A Socket.IO ack may carry any number of arguments; the vendor's callback
+    # takes one.  Several arguments are read as the first non-null one.
+    for arg in args:
+        if arg is not None:
+            return arg
+    return None
+
+
+def read_listen_ack(args: Tuple[Any, ...]) -> Any:
+    """Read an ``external/listen`` ack: anything without an error marker is success.
+
+    Returns the answer (room details, maybe) or raises :class:`ServerError`.
+    """
+    answer = _single(args)
+    error = _error_from(answer, EVENT_LISTEN)
+    if error is not None:
+        raise error
+    return answer
+
+
+def read_send_ack(args: Tuple[Any, ...]) -> Any:
+    """Read an ``external/send`` ack.
+
+    The vendor's callback names its one argument ``error``, so any answer that
+    is neither empty nor marked as success is an error.
+    """
+    answer = _single(args)
+    error = _error_from(answer, EVENT_SEND)
+    if error is not None:
+        raise error
+    if _is_success(answer):
+        return answer
+    raise ServerError(_describe(answer), event=EVENT_SEND, raw=mask_secrets(answer))
+
+
+def _describe(answer: Any) -> str:
+    text = json.dumps(mask_secrets(answer), default=repr)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --------------------------------------------------------------------------- server events
+
+
+def parse_message(payload: Any) -> Message:
+    """Read a ``message`` event payload into a :class:`Message`.
+
+    Raises :class:`MalformedPayload` when the payload lacks the documented
+    fields.  Unknown fields are kept in ``Message.raw``.
+    """
+    if not isinstance(payload, Mapping):
+        raise MalformedPayload(f"message payload is a {type(payload).__name__}, not an object")
+    room_id = payload.get("roomId")
+    body = payload.get("message")
+    if not isinstance(room_id, (str, int)) or isinstance(room_id, bool) or room_id == "":
+        raise MalformedPayload("message payload has no roomId")
+    if not isinstance(body, Mapping):
+        raise MalformedPayload("message payload has no message object")
+    msg_id = body.get("id")
+    text = body.get("text")
+    if not isinstance(msg_id, (int, str)) or isinstance(msg_id, bool):
+        raise MalformedPayload("message payload has no message.id")
+    if not isinstance(text, str):
+        raise MalformedPayload("message payload has no message.text string")
+    user_id = payload.get("userId")
+    project = payload.get("project")
+    return Message(
+        room_id=str(room_id),
+        id=msg_id,
+        text=text,
+        user_id=None if user_id is None else str(user_id),
+        project=None if project is None else str(project),
+        raw=payload,
+    )
+
+
+def message_payload(
+    room_id: str, message_id: Any, text: str, user_id: str, project: str, **extra: Any
+) -> Dict[str, Any]:
+    """Build a ``message`` event payload as the server sends it (used by the emulator)."""
+    payload: Dict[str, Any] = {
+        "project": project,
+        "roomId": room_id,
+        "message": {"id": message_id, "text": text},
+        "userId": user_id,
+    }
+    payload.update(extra)
+    return payload
+
+
+def parse_exception(args: Tuple[Any, ...]) -> Tuple[ServerError, Optional[str], Any]:
+    """Read a NestJS-style ``exception`` event.
+
+    Returns ``(error, pattern, data)``: the error to raise, and the event name
+    and payload of the request that failed when the server said (``cause``).
+    Never raises on odd shapes.
+    """
+    body = _single(args)
+    pattern: Optional[str] = None
+    data: Any = None
+    if isinstance(body, Mapping):
+        cause = body.get("cause")
+        if isinstance(cause, Mapping):
+            p = cause.get("pattern")
+            pattern = p if isinstance(p, str) else None
+            data = cause.get("data")
+        error = _error_from(body, pattern or "exception")
+        if error is None:
+            error = ServerError(_describe(body), event=pattern, raw=mask_secrets(body))
+    else:
+        error = _error_from(body, pattern or "exception") if isinstance(body, str) else None
+        if error is None:
+            error = ServerError(_describe(body), event=None, raw=mask_secrets(body))
+    if pattern is not None:
+        error.event = pattern
+    return error, pattern, data
+
+
+def exception_matches(data: Any, payload: Mapping[str, Any]) -> bool:
+    """Whether an ``exception`` event's ``cause.data`` names this request payload."""
+    if not isinstance(data, Mapping):
+        return False
+    return all(data.get(k) == v for k, v in payload.items() if k in data) and bool(
+        set(data) & set(payload)
+    )
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` with the values of secret keys replaced by ``***``."""
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if isinstance(k, str) and k.lower() in _SECRET_KEYS_LOWER else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+_SECRET_KEYS_LOWER = frozenset(k.lower() for k in SECRET_KEYS)
+
+
+def describe_connect_error(args: List[Any]) -> str:
+    """The server's reason from a ``connect_error`` payload, as one line."""
+    body = _single(tuple(args))
+    if isinstance(body, Mapping):
+        message = body.get("message") or body.get("reason") or body.get("error")
+        if message:
+            return str(message)
+        return _describe(body)
+    if body is None:
+        return "no reason given"
+    return str(body)
