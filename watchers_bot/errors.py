@@ -14,6 +14,7 @@ __all__ = [
     "AckTimeout",
     "AuthError",
     "BotClosed",
+    "ConfigError",
     "ConnectFailed",
     "ConnectionLost",
     "ReceiveTimeout",
@@ -100,3 +101,8 @@ class BotClosed(WatchersError):
     still waiting for their acknowledgement when the bot was closed (their
     outcome is then unknown).
     """
+
+
+class ConfigError(WatchersError, ValueError):
+    """The bot's configuration is incomplete: a missing environment variable,
+    or a send without ``bot_id``.  The text names what is missing."""

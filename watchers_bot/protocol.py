@@ -94,8 +94,11 @@ def check_text(text: object, *, fixed: int = 0, name: str = "text") -> str:
 # --------------------------------------------------------------------------- answers
 
 
+_ERROR_STATUSES = ("error", "fail", "failed", "failure")
+
+
 def _is_error_status(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().lower() in ("error", "fail", "failed", "failure")
+    return isinstance(value, str) and value.strip().lower() in _ERROR_STATUSES
 
 
 def _is_ok_status(value: Any) -> bool:

@@ -1,0 +1,458 @@
+"""The public facade: :class:`Bot`."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import queue
+import threading
+import weakref
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+from . import protocol
+from ._logging import forget_secrets, register_secrets
+from .connection import AckFuture, Connection, State
+from .errors import BotClosed, ConfigError, ReceiveTimeout
+from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
+from .models import Message, Stats
+from .regions import DEFAULT_REGION, resolve_url
+
+__all__ = ["Bot"]
+
+log = logging.getLogger("watchers_bot")
+
+#: A token, or a function returning the current token (called on every connect).
+TokenSource = Union[str, Callable[[], str]]
+
+_ENV = {
+    "token": "WATCHERS_TOKEN",
+    "api_key": "WATCHERS_API_KEY",
+    "bot_id": "WATCHERS_BOT_ID",
+    "region": "WATCHERS_REGION",
+    "url": "WATCHERS_URL",
+}
+
+_open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_bots() -> None:
+    # A bot left open in a notebook or script is closed cleanly at exit, so
+    # the server sees a proper disconnect instead of a dead socket.
+    for bot in list(_open_bots):
+        with contextlib.suppress(Exception):
+            bot.close()
+
+
+def _check_secret(value: Any, name: str, *, allow_callable: bool = False) -> Any:
+    if allow_callable and callable(value) and not isinstance(value, str):
+        return value
+    if not isinstance(value, str):
+        kind = "a str or a callable returning one" if allow_callable else "a str"
+        raise TypeError(f"{name} must be {kind}, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _check_id(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _check_timeout(value: Any, name: str, *, allow_none: bool = False) -> Optional[float]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
+class Bot:
+    """A Watchers.io bot: blocking calls over a background Socket.IO connection.
+
+    ::
+
+        with Bot(token, api_key, bot_id) as bot:
+            bot.listen("room-1")
+            for msg in bot.messages():
+                bot.reply(msg, "echo: " + msg.text)
+
+    Constructing a bot does not touch the network: ``connect()``, ``listen()``
+    and ``send()`` connect on first use.  The bot reconnects on its own after
+    any loss of the link and listens again to every room in :attr:`rooms`.
+
+    :param token: the bearer token from the admin panel, or a function that
+        returns the current token (called on every connect and reconnect).
+    :param api_key: the project's API key, sent with every request.
+    :param bot_id: the bot's user id, the sender of ``send()``; also used to
+        skip the bot's own messages.
+    :param region: ``eu`` (default), ``us``, ``sa``, ``hk`` or ``za``.
+    :param url: an explicit endpoint (``ws``, ``wss``, ``http``, ``https``);
+        overrides ``region``.
+    :param connect_timeout: seconds to establish a connection, and the longest
+        a call waits for a reconnection in progress.
+    :param ack_timeout: default seconds ``send()`` and ``listen()`` wait for the
+        server's acknowledgement.
+    :param reconnect: reconnect after a lost link (default).  With ``False``
+        the bot fails for good at the first loss.
+    :param reconnect_delay: first backoff step in seconds; doubles per attempt,
+        with jitter.
+    :param reconnect_delay_max: cap of the backoff step.
+    :param reconnect_attempts: give up after this many failed attempts in a
+        row (``None``: never give up; a refused token always stops at once).
+    :param max_queue: inbox size; ``0`` or ``None`` for unbounded.  A full inbox
+        drops messages (counted in :attr:`stats`, logged as a warning).
+    :param overflow: ``"drop_oldest"`` (default) or ``"drop_newest"``.
+    :param include_own: also deliver messages whose sender is ``bot_id``.
+    :param verify_ssl: verify TLS certificates (default).
+    """
+
+    def __init__(
+        self,
+        token: TokenSource,
+        api_key: str,
+        bot_id: Optional[str] = None,
+        *,
+        region: str = DEFAULT_REGION,
+        url: Optional[str] = None,
+        connect_timeout: float = 10.0,
+        ack_timeout: float = 10.0,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.5,
+        reconnect_delay_max: float = 30.0,
+        reconnect_attempts: Optional[int] = None,
+        max_queue: Optional[int] = 10_000,
+        overflow: str = "drop_oldest",
+        include_own: bool = False,
+        verify_ssl: bool = True,
+    ) -> None:
+        token = _check_secret(token, "token", allow_callable=True)
+        self._api_key: str = _check_secret(api_key, "api_key")
+        self._bot_id = None if bot_id is None else _check_id(bot_id, "bot_id")
+        self._url = resolve_url(region, url)
+        self._connect_timeout = _check_timeout(connect_timeout, "connect_timeout")
+        self._ack_timeout = _check_timeout(ack_timeout, "ack_timeout")
+        _check_timeout(reconnect_delay, "reconnect_delay")
+        _check_timeout(reconnect_delay_max, "reconnect_delay_max")
+        if reconnect_attempts is not None and (
+            isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int)
+        ):
+            raise TypeError("reconnect_attempts must be an int or None")
+        if reconnect_attempts is not None and reconnect_attempts < 1:
+            raise ValueError("reconnect_attempts must be at least 1 (or None for no limit)")
+        if max_queue is None:
+            max_queue = 0
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int):
+            raise TypeError(f"max_queue must be an int or None, not {type(max_queue).__name__}")
+        if max_queue < 0:
+            raise ValueError("max_queue must be >= 0 (0 or None: unbounded)")
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}")
+
+        self._token = token
+        self._current_token: Optional[str] = None
+        self._include_own = bool(include_own)
+        self._secrets: List[str] = [self._api_key] + ([token] if isinstance(token, str) else [])
+        register_secrets(self._secrets)
+
+        self._inbox = Inbox(max_queue, overflow)
+        self._received = 0
+        self._skipped_own = 0
+        self._malformed = 0
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._conn = Connection(
+            self._url,
+            self._auth,
+            api_key=self._api_key,
+            connect_timeout=self._connect_timeout,
+            reconnect=bool(reconnect),
+            reconnect_delay=float(reconnect_delay),
+            reconnect_delay_max=float(reconnect_delay_max),
+            reconnect_attempts=reconnect_attempts,
+            on_message=self._on_message,
+            on_fatal=self._inbox.fail,
+            ssl_verify=bool(verify_ssl),
+        )
+        _open_bots.add(self)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Bot":
+        """A bot configured from ``WATCHERS_*`` environment variables.
+
+        Reads ``WATCHERS_TOKEN`` and ``WATCHERS_API_KEY`` (required),
+        ``WATCHERS_BOT_ID``, ``WATCHERS_REGION`` and ``WATCHERS_URL``.  Keyword
+        arguments override them and are passed on to :class:`Bot`.  A missing
+        required variable raises :class:`ConfigError` naming it.
+        """
+        env = os.environ if environ is None else environ
+        kwargs: Dict[str, Any] = {}
+        for name, var in _ENV.items():
+            value = env.get(var)
+            if value is not None and value.strip():
+                kwargs[name] = value.strip()
+        kwargs.update(overrides)
+        for name in ("token", "api_key"):
+            if kwargs.get(name) is None:
+                raise ConfigError(
+                    f"{_ENV[name]} is not set: export it (or pass {name}=) to configure the bot"
+                )
+        token = kwargs.pop("token")
+        api_key = kwargs.pop("api_key")
+        bot_id = kwargs.pop("bot_id", None)
+        return cls(token, api_key, bot_id, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def url(self) -> str:
+        """The resolved endpoint."""
+        return self._url
+
+    @property
+    def bot_id(self) -> Optional[str]:
+        """The bot's user id (the sender of sends), if configured."""
+        return self._bot_id
+
+    @property
+    def state(self) -> str:
+        """``idle``, ``connecting``, ``connected``, ``reconnecting``, ``failed`` or ``closed``."""
+        return self._conn.state.value
+
+    @property
+    def connected(self) -> bool:
+        """Whether the bot is connected and listening to all its rooms right now."""
+        return self._conn.state is State.CONNECTED
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def rooms(self) -> Tuple[str, ...]:
+        """Rooms the server acknowledged; listened to again after every reconnect."""
+        return self._conn.rooms
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the bot's counters."""
+        conn = self._conn
+        return Stats(
+            received=self._received,
+            delivered=self._inbox.delivered,
+            dropped=self._inbox.dropped,
+            skipped_own=self._skipped_own,
+            malformed=self._malformed,
+            sent=conn.acked.get(protocol.EVENT_SEND, 0),
+            send_failures=conn.failed.get(protocol.EVENT_SEND, 0),
+            reconnects=conn.reconnects,
+            pending=conn.pending,
+            queued=self._inbox.qsize(),
+        )
+
+    def __repr__(self) -> str:
+        rooms = list(self.rooms)
+        return (
+            f"<Bot url={self._url!r} state={self.state!r} "
+            f"bot_id={self._bot_id!r} rooms={rooms!r}>"
+        )
+
+    # ------------------------------------------------------------------ connection
+
+    def connect(self, timeout: Optional[float] = None) -> "Bot":
+        """Connect now (idempotent) and return the bot.
+
+        Raises :class:`AuthError` if the token is refused, :class:`ConnectFailed`
+        if no connection could be made within ``timeout`` (default
+        ``connect_timeout``).
+        """
+        self._check_open()
+        timeout = _check_timeout(timeout, "timeout", allow_none=True)
+        self._conn.connect(timeout)
+        return self
+
+    def close(self) -> None:
+        """Close the bot: end every ``messages()`` iterator, fail waiting calls,
+        disconnect and join the bot's threads.  Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._conn.close()
+        unread = self._inbox.close()
+        if unread:
+            log.warning("closed with %d unread message(s) in the inbox; counted as dropped", unread)
+        forget_secrets(self._secrets)
+        if self._current_token is not None and self._current_token not in self._secrets:
+            forget_secrets([self._current_token])
+        _open_bots.discard(self)
+
+    def __enter__(self) -> "Bot":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BotClosed("the bot is closed")
+
+    def _auth(self) -> Dict[str, str]:
+        # Called by python-socketio on every connection attempt: the hook for
+        # token refresh when ``token`` is a callable.
+        token = self._token
+        if callable(token):
+            fresh = token()
+            if not isinstance(fresh, str) or not fresh.strip():
+                raise ValueError("the token callable must return a non-empty str")
+            if fresh != self._current_token:
+                register_secrets([fresh])
+                if self._current_token is not None:
+                    forget_secrets([self._current_token])
+                self._current_token = fresh
+            token = fresh
+        return {"bearer": token}
+
+    # ------------------------------------------------------------------ listening
+
+    def listen(self, *room_ids: str, timeout: Optional[float] = None) -> None:
+        """Subscribe to rooms; block until the server acknowledges each one.
+
+        Rooms are remembered in :attr:`rooms` and listened to again after every
+        reconnect.  Raises :class:`ServerError` (the first refusal, after every
+        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`.
+        """
+        self._check_open()
+        if not room_ids:
+            raise TypeError("listen() needs at least one room id")
+        rooms = []
+        for room in room_ids:
+            if isinstance(room, (list, tuple, set, frozenset)):
+                raise TypeError("room ids are passed one by one: use listen(*rooms)")
+            rooms.append(_check_id(room, "room_id"))
+        wait = _check_timeout(timeout, "timeout", allow_none=True) or self._ack_timeout
+        futures = self._conn.listen(rooms, wait)
+        first_error: Optional[BaseException] = None
+        for _room, future in futures:
+            try:
+                self._conn.wait(future, wait)
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_message(self, args: Tuple[Any, ...]) -> None:
+        # On the socket thread: parse, filter, enqueue. Never blocks.
+        self._received += 1
+        try:
+            if len(args) != 1:
+                raise protocol.MalformedPayload(f"message event with {len(args)} arguments")
+            msg = protocol.parse_message(args[0])
+        except protocol.MalformedPayload as exc:
+            self._malformed += 1
+            log.warning("skipped a malformed message from the server: %s", exc)
+            return
+        if not self._include_own and self._bot_id is not None and msg.user_id == self._bot_id:
+            self._skipped_own += 1
+            return
+        self._inbox.offer(msg)
+
+    def receive(self, timeout: Optional[float] = None) -> Message:
+        """The next message; waits up to ``timeout`` seconds (``None``: until one comes).
+
+        Raises :class:`ReceiveTimeout` (a ``TimeoutError``) when none came,
+        :class:`BotClosed` once closed, and the bot's fatal error
+        (:class:`AuthError`, :class:`ConnectFailed`, :class:`ConnectionLost`)
+        once it gave up and the inbox is empty.
+        """
+        self._check_open()
+        timeout = _check_timeout(timeout, "timeout", allow_none=True)
+        try:
+            item = self._inbox.take(timeout)
+        except queue.Empty:
+            raise ReceiveTimeout(f"no message in {timeout:g}s") from None
+        if item is CLOSED:
+            raise BotClosed("the bot is closed")
+        return item  # type: ignore[no-any-return]
+
+    def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
+        """Iterate messages in the order the server sent them.
+
+        Ends when the bot is closed, or when no message came for ``timeout``
+        seconds.  If the bot gives up for good it raises that error after
+        yielding what was already queued.
+        """
+        self._check_open()
+        timeout = _check_timeout(timeout, "timeout", allow_none=True)
+        return self._iterate(timeout)
+
+    def _iterate(self, timeout: Optional[float]) -> Iterator[Message]:
+        take = self._inbox.take
+        while True:
+            try:
+                item = take(timeout)
+            except queue.Empty:
+                return
+            if item is CLOSED:
+                return
+            yield item
+
+    # ------------------------------------------------------------------ sending
+
+    def _send_payload(self, room_id: Any, text: Any) -> Dict[str, str]:
+        self._check_open()
+        room_id = _check_id(room_id, "room_id")
+        if self._bot_id is None:
+            raise ConfigError(
+                "bot_id is required to send: pass bot_id= (or set WATCHERS_BOT_ID) "
+                "with the bot's id from the admin panel"
+            )
+        fixed = len(room_id) + len(self._api_key) + len(self._bot_id)
+        protocol.check_text(text, fixed=fixed)
+        return protocol.send_payload(room_id, self._api_key, self._bot_id, text)
+
+    def send_async(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> AckFuture:
+        """Send without waiting; returns a future of the server's acknowledgement.
+
+        The future fails with :class:`AckTimeout` after ``timeout`` (default
+        ``ack_timeout``).  Arguments are checked here, before anything is sent.
+        Blocks only while connecting (at most ``connect_timeout``).
+        """
+        payload = self._send_payload(room_id, text)
+        wait = _check_timeout(timeout, "timeout", allow_none=True) or self._ack_timeout
+        return self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
+
+    def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
+        """Post ``text`` in a room as the bot; block until the server acknowledges it.
+
+        Returns the server's answer (``None`` for the documented empty ack).
+        Raises :class:`ServerError` if the server refused it; :class:`AckTimeout`
+        or :class:`ConnectionLost` if the outcome is unknown; :class:`ConnectFailed`
+        if it could not be sent at all.
+        """
+        payload = self._send_payload(room_id, text)
+        wait = _check_timeout(timeout, "timeout", allow_none=True) or self._ack_timeout
+        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
+        return self._conn.wait(future, wait)
+
+    def reply(self, message: Message, text: str, *, timeout: Optional[float] = None) -> Any:
+        """Send ``text`` in the room ``message`` came from."""
+        if not isinstance(message, Message):
+            raise TypeError(f"message must be a Message, not {type(message).__name__}")
+        return self.send(message.room_id, text, timeout=timeout)

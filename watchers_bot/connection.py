@@ -1,0 +1,732 @@
+"""The link to the server: connect, reconnect, re-listen, and requests as futures.
+
+This is the only module that drives socketio.  Its threads (python-engineio's
+read thread, and the bot's own supervisor) only parse, enqueue and resolve
+futures: they never run user code and never block on a user.
+
+Design notes, answering what python-socketio does underneath:
+
+* A fresh ``socketio.Client`` per connection attempt, with python-socketio's
+  own reconnection off.  The supervisor thread reconnects after *any* loss of
+  the link (transport error, server-side disconnect, restart), with capped,
+  jittered exponential backoff, and listens again to every room before the
+  bot counts as connected.  A refused token stops it (no retry storm).
+* Pending requests are ours, not python-socketio's: when a link drops they
+  fail at once with :class:`ConnectionLost` (python-socketio would silently
+  discard the callbacks and let ``call()`` wait out its timeout).
+* A NestJS-style ``exception`` event fails the matching pending request.
+* ``handle_sigint=False`` always: no process-wide SIGINT handler.
+* Loggers handed to socketio/engineio mask secrets (see ``_logging``).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import socketio
+
+from . import protocol
+from ._logging import ENGINEIO_LOG, SOCKETIO_LOG
+from ._transport import SocketIOClient
+from .errors import (
+    AckTimeout,
+    AuthError,
+    BotClosed,
+    ConnectFailed,
+    ConnectionLost,
+    ServerError,
+    WatchersError,
+)
+
+__all__ = ["AckFuture", "Connection", "State"]
+
+log = logging.getLogger("watchers_bot")
+
+# How long close() waits for each of the bot's threads to end.
+_JOIN_TIMEOUT = 5.0
+# The longest a waiting thread sleeps before looking again (keeps waits
+# interruptible and bounds the effect of any missed wake-up).
+_WAIT_SLICE = 0.5
+
+
+class State(str, enum.Enum):
+    """Where a bot's connection stands."""
+
+    #: Not connected yet (constructed, or the first connect failed).
+    IDLE = "idle"
+    #: A caller is establishing the first connection.
+    CONNECTING = "connecting"
+    #: Connected, and listening to every room in ``bot.rooms``.
+    CONNECTED = "connected"
+    #: The link was lost; the bot is reconnecting on its own.
+    RECONNECTING = "reconnecting"
+    #: The bot gave up for good (token refused, reconnection exhausted or off).
+    FAILED = "failed"
+    #: ``close()`` was called.
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _CallbackRunner:
+    """Runs user callbacks of futures on a thread of the bot's own, in order."""
+
+    def __init__(self) -> None:
+        self._queue: "queue.Queue[Optional[Tuple[Callable[[Any], Any], Any]]]" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="watchers-bot-callbacks", daemon=True
+                )
+                self._thread.start()
+            self._queue.put((fn, arg))
+            return True
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, arg = item
+            try:
+                fn(arg)
+            except Exception:
+                log.exception("a done-callback of a send or listen future raised")
+
+    def stop(self, timeout: float) -> None:
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+
+class AckFuture(Future):  # type: ignore[type-arg]
+    """The future of a send or listen, resolved when the server acknowledges it.
+
+    ``result()`` returns the server's answer or raises :class:`ServerError`,
+    :class:`AckTimeout`, :class:`ConnectionLost` or :class:`BotClosed`.
+    Callbacks given to :meth:`add_done_callback` run on a thread of the bot's
+    own, never on the socket thread, so they may block or call the bot.
+    """
+
+    def __init__(self, runner: Optional[_CallbackRunner] = None) -> None:
+        super().__init__()
+        self._runner = runner
+
+    def add_done_callback(self, fn: Callable[["AckFuture"], Any]) -> None:
+        runner = self._runner
+        if runner is None:
+            super().add_done_callback(fn)
+            return
+
+        def hop(future: Any) -> None:
+            if not runner.submit(fn, future):
+                try:  # the bot is closed: run it here, in whoever resolved the future
+                    fn(future)
+                except Exception:
+                    log.exception("a done-callback of a send or listen future raised")
+
+        super().add_done_callback(hop)
+
+
+class _Link:
+    """One socketio.Client and what we learned about it."""
+
+    __slots__ = ("alive", "client", "number", "refusal")
+
+    def __init__(self, client: SocketIOClient, number: int) -> None:
+        self.client = client
+        self.number = number
+        self.alive = True
+        self.refusal: Optional[Tuple[Any, ...]] = None
+
+
+class _Request:
+    __slots__ = ("deadline", "event", "future", "id", "link", "on_success", "payload", "reader")
+
+    def __init__(
+        self,
+        req_id: int,
+        link: _Link,
+        event: str,
+        payload: Mapping[str, Any],
+        reader: Callable[[Tuple[Any, ...]], Any],
+        future: AckFuture,
+        deadline: float,
+        on_success: Optional[Callable[[], None]],
+    ) -> None:
+        self.id = req_id
+        self.link = link
+        self.event = event
+        self.payload = payload
+        self.reader = reader
+        self.future = future
+        self.deadline = deadline
+        self.on_success = on_success
+
+
+def _settle(future: Future, *, result: Any = None, error: Optional[BaseException] = None) -> None:  # type: ignore[type-arg]
+    # A future may already be settled by a racing path (ack vs. disconnect vs.
+    # expiry); the first one wins and the others are no-ops.
+    try:
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+    except Exception:  # InvalidStateError: settled already
+        pass
+
+
+class Connection:
+    """Owns the link to one server for one bot."""
+
+    def __init__(
+        self,
+        url: str,
+        auth: Callable[[], Dict[str, Any]],
+        *,
+        api_key: str,
+        connect_timeout: float,
+        reconnect: bool,
+        reconnect_delay: float,
+        reconnect_delay_max: float,
+        reconnect_attempts: Optional[int],
+        on_message: Callable[[Tuple[Any, ...]], None],
+        on_fatal: Callable[[BaseException], None],
+        ssl_verify: bool = True,
+        socketio_path: str = "socket.io",
+    ) -> None:
+        self.url = url
+        self._auth = auth
+        self._api_key = api_key
+        self.connect_timeout = connect_timeout
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_delay_max = reconnect_delay_max
+        self.reconnect_attempts = reconnect_attempts
+        self._on_message = on_message
+        self._on_fatal = on_fatal
+        self._ssl_verify = ssl_verify
+        self._socketio_path = socketio_path
+
+        self._cond = threading.Condition()  # guards state, link, pending, rooms
+        self._state = State.IDLE
+        self._link: Optional[_Link] = None
+        self._links = itertools.count(1)
+        self._pending: Dict[int, _Request] = {}
+        self._request_ids = itertools.count(1)
+        self._rooms: Dict[str, None] = {}
+        self._fatal: Optional[BaseException] = None
+        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._need_reconnect = False
+        self._next_expiry = float("inf")
+        self._supervisor: Optional[threading.Thread] = None
+        self.callbacks = _CallbackRunner()
+
+        self.reconnects = 0
+        self.acked: Dict[str, int] = {protocol.EVENT_SEND: 0, protocol.EVENT_LISTEN: 0}
+        self.failed: Dict[str, int] = {protocol.EVENT_SEND: 0, protocol.EVENT_LISTEN: 0}
+        self.unmatched_exceptions = 0
+        self.last_error: Optional[BaseException] = None
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def rooms(self) -> Tuple[str, ...]:
+        with self._cond:
+            return tuple(self._rooms)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ connecting
+
+    def connect(self, timeout: Optional[float] = None) -> None:
+        """Connect unless connected; wait for a reconnection in progress."""
+        self._ready_link(time.monotonic() + (self.connect_timeout if timeout is None else timeout))
+
+    def _ready_link(self, deadline: float) -> _Link:
+        """The current link once connected, connecting first if nobody is."""
+        with self._cond:
+            while True:
+                state = self._state
+                if state is State.CONNECTED:
+                    assert self._link is not None
+                    return self._link
+                if state is State.CLOSED:
+                    raise BotClosed("the bot is closed")
+                if state is State.FAILED:
+                    assert self._fatal is not None
+                    raise self._fatal
+                if state is State.IDLE:
+                    self._state = State.CONNECTING
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConnectFailed(
+                        f"not connected to {self.url} after waiting "
+                        f"{self.connect_timeout:g}s ({state.value}); nothing was sent"
+                    )
+                self._cond.wait(min(remaining, _WAIT_SLICE))
+        try:
+            link = self._connect_until(deadline)
+        except BaseException:
+            with self._cond:
+                if self._state is State.CONNECTING:
+                    self._state = State.IDLE
+                self._cond.notify_all()
+            raise
+        self._start_supervisor()
+        return link
+
+    def _connect_until(self, deadline: float) -> _Link:
+        """First connection: retry transport failures until the deadline, never a refusal."""
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                link = self._open_link(max(remaining, 0.05))
+                self._relisten(link)
+            except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
+                remaining = deadline - time.monotonic()
+                delay = min(self._backoff(attempt), remaining)
+                attempt += 1
+                if delay <= 0 or self._closing.wait(delay):
+                    if self._closing.is_set():
+                        raise BotClosed("the bot was closed while connecting") from None
+                    if isinstance(exc, ConnectFailed):
+                        raise
+                    raise ConnectFailed(str(exc)) from None
+                continue
+            with self._cond:
+                if self._state is not State.CONNECTING or not link.alive:
+                    closed = self._state is State.CLOSED
+                else:
+                    self._link = link
+                    self._state = State.CONNECTED
+                    self._cond.notify_all()
+                    return link
+            self._retire(link)
+            if closed:
+                raise BotClosed("the bot was closed while connecting")
+
+    def _open_link(self, timeout: float) -> _Link:
+        """Open one Socket.IO connection; AuthError if refused, ConnectFailed otherwise."""
+        client = SocketIOClient(
+            reconnection=False,
+            handle_sigint=False,
+            logger=SOCKETIO_LOG,
+            engineio_logger=ENGINEIO_LOG,
+            request_timeout=timeout,
+            ssl_verify=self._ssl_verify,
+        )
+        link = _Link(client, next(self._links))
+        client.on("disconnect", lambda reason=None: self._on_disconnect(link, reason))
+        client.on("connect_error", lambda *args: self._on_connect_error(link, args))
+        client.on(protocol.EVENT_MESSAGE, lambda *args: self._on_message(args))
+        client.on(protocol.EVENT_EXCEPTION, lambda *args: self._on_exception(link, args))
+        log.debug("connecting to %s (link %d)", self.url, link.number)
+        try:
+            client.connect(
+                self.url,
+                auth=self._auth,
+                transports=["websocket"],
+                socketio_path=self._socketio_path,
+                wait_timeout=timeout,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            link.alive = False
+            refused = bool(client.failed_namespaces)
+            self._retire(link)
+            if refused:
+                raise AuthError(
+                    protocol.describe_connect_error(list(link.refusal or ())),
+                    raw=protocol.mask_secrets(list(link.refusal or ())),
+                ) from None
+            cause = exc.__cause__ or exc
+            raise ConnectFailed(f"could not connect to {self.url}: {cause}") from None
+        except Exception as exc:  # e.g. a token callable that raised
+            link.alive = False
+            self._retire(link)
+            raise ConnectFailed(
+                f"could not connect to {self.url}: {type(exc).__name__}: {exc}"
+            ) from None
+        log.info("connected to %s (link %d)", self.url, link.number)
+        return link
+
+    def _relisten(self, link: _Link) -> None:
+        """Listen again to every room on a new link before it counts as connected."""
+        rooms = self.rooms
+        if not rooms:
+            return
+        futures = [
+            (room, self._request_on(link, protocol.EVENT_LISTEN,
+                                    protocol.listen_payload(room, self._api_key),
+                                    protocol.read_listen_ack, self.connect_timeout))
+            for room in rooms
+        ]
+        for room, future in futures:
+            try:
+                future.result(self.connect_timeout + 1.0)
+            except ServerError as exc:
+                # The room stays in bot.rooms: the next reconnect tries again.
+                log.error("could not listen again to room %r after reconnecting: %s", room, exc)
+            except FutureTimeout:
+                self._expire(future)
+                raise AckTimeout(f"no ack for {protocol.EVENT_LISTEN} while reconnecting") from None
+        log.info("listening again to %d room(s)", len(rooms))
+
+    # ------------------------------------------------------------------ requests
+
+    def request(
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        reader: Callable[[Tuple[Any, ...]], Any],
+        timeout: float,
+        on_success: Optional[Callable[[], None]] = None,
+    ) -> AckFuture:
+        """Send a request once connected; its future settles on ack, error, drop or expiry."""
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            link = self._ready_link(deadline)
+            future = self._request_on(link, event, payload, reader, timeout, on_success)
+            if future is not None:
+                return future
+            # The link died before the request went on the wire: safe to wait and retry.
+
+    def _request_on(
+        self,
+        link: _Link,
+        event: str,
+        payload: Mapping[str, Any],
+        reader: Callable[[Tuple[Any, ...]], Any],
+        timeout: float,
+        on_success: Optional[Callable[[], None]] = None,
+    ) -> Any:
+        future = AckFuture(self.callbacks)
+        req_id = next(self._request_ids)
+        req = _Request(req_id, link, event, payload, reader, future,
+                       time.monotonic() + timeout, on_success)
+        with self._cond:
+            if not link.alive:
+                return None
+            self._pending[req_id] = req
+            wake = req.deadline < self._next_expiry
+            if wake:
+                self._next_expiry = req.deadline
+        if wake:
+            self._wake.set()
+        try:
+            link.client.emit(event, payload, callback=lambda *args: self._on_ack(req_id, args))
+        except socketio.exceptions.SocketIOError:
+            # Not connected any more: the packet was not queued, so nothing went out.
+            with self._cond:
+                self._pending.pop(req_id, None)
+            return None
+        return future
+
+    def _on_ack(self, req_id: int, args: Tuple[Any, ...]) -> None:
+        # On the read thread: read the answer, settle the future, nothing else.
+        with self._cond:
+            req = self._pending.pop(req_id, None)
+        if req is None:
+            log.debug("late or unknown ack ignored (request %d)", req_id)
+            return
+        try:
+            result = req.reader(args)
+        except ServerError as exc:
+            self._count(req.event, ok=False, error=exc)
+            _settle(req.future, error=exc)
+            return
+        except Exception as exc:  # a reader bug must not kill the read thread
+            log.exception("could not read the ack of %s", req.event)
+            self._count(req.event, ok=False, error=exc)
+            _settle(req.future, error=ServerError(f"unreadable answer: {exc}", event=req.event))
+            return
+        if req.on_success is not None:
+            req.on_success()
+        self._count(req.event, ok=True)
+        _settle(req.future, result=result)
+
+    def _count(self, event: str, *, ok: bool, error: Optional[BaseException] = None) -> None:
+        with self._cond:
+            if ok:
+                self.acked[event] = self.acked.get(event, 0) + 1
+            else:
+                self.failed[event] = self.failed.get(event, 0) + 1
+                self.last_error = error
+
+    def _on_exception(self, link: _Link, args: Tuple[Any, ...]) -> None:
+        error, pattern, data = protocol.parse_exception(args)
+        with self._cond:
+            candidates = [
+                r for r in self._pending.values()
+                if r.link is link and (pattern is None or r.event == pattern)
+            ]
+            match = next(
+                (r for r in candidates
+                 if data is not None and protocol.exception_matches(data, r.payload)),
+                None,
+            )
+            if match is None and len(candidates) == 1:
+                match = candidates[0]
+            if match is not None:
+                del self._pending[match.id]
+            else:
+                self.unmatched_exceptions += 1
+        if match is None:
+            log.warning("the server reported an error that matches no pending request: %s", error)
+            return
+        error.event = match.event
+        self._count(match.event, ok=False, error=error)
+        _settle(match.future, error=error)
+
+    def wait(self, future: AckFuture, timeout: float) -> Any:
+        """Block for a request's outcome; expire it at its timeout."""
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            self._expire(future)
+            # Settled now, by the expiry or by an ack that won the race.
+            return future.result(_JOIN_TIMEOUT)
+
+    def _expire(self, future: AckFuture) -> None:
+        with self._cond:
+            req = next((r for r in self._pending.values() if r.future is future), None)
+            if req is not None:
+                del self._pending[req.id]
+        if req is not None:
+            self._fail_request(req, self._timeout_error(req))
+
+    def _timeout_error(self, req: _Request) -> AckTimeout:
+        what = ("the message may or may not have been posted"
+                if req.event == protocol.EVENT_SEND else "the room may or may not be subscribed")
+        return AckTimeout(f"no acknowledgement of {req.event} in time; {what}")
+
+    def _fail_request(self, req: _Request, error: BaseException) -> None:
+        self._count(req.event, ok=False, error=error)
+        _settle(req.future, error=error)
+
+    def _expire_due(self) -> None:
+        now = time.monotonic()
+        with self._cond:
+            due = [r for r in self._pending.values() if r.deadline <= now]
+            for r in due:
+                del self._pending[r.id]
+            self._next_expiry = min((r.deadline for r in self._pending.values()),
+                                    default=float("inf"))
+        for r in due:
+            self._fail_request(r, self._timeout_error(r))
+
+    # ------------------------------------------------------------------ link events
+
+    def _on_connect_error(self, link: _Link, args: Tuple[Any, ...]) -> None:
+        link.refusal = args
+
+    def _on_disconnect(self, link: _Link, reason: Any = None) -> None:
+        # On a socketio thread: mark the link dead, fail its requests at once,
+        # and hand reconnection to the supervisor.
+        with self._cond:
+            if not link.alive:
+                return
+            link.alive = False
+            lost = [r for r in self._pending.values() if r.link is link]
+            for r in lost:
+                del self._pending[r.id]
+            current = link is self._link and self._state is State.CONNECTED
+            if current:
+                if self.reconnect:
+                    self._state = State.RECONNECTING
+                    self._need_reconnect = True
+                else:
+                    self._state = State.FAILED
+                    self._fatal = ConnectionLost(
+                        f"the link to {self.url} was lost ({reason}) and reconnect=False"
+                    )
+                self._cond.notify_all()
+        if lost:
+            log.warning("link lost (%s): failing %d pending request(s)", reason, len(lost))
+        for r in lost:
+            what = ("the message may or may not have been posted"
+                    if r.event == protocol.EVENT_SEND else "the room may or may not be subscribed")
+            self._fail_request(r, ConnectionLost(
+                f"the link dropped ({reason}) before the server acknowledged {r.event}; {what}"
+            ))
+        if current:
+            log.warning("link to %s lost (%s)%s", self.url, reason,
+                        "; reconnecting" if self.reconnect else "")
+            if self.reconnect:
+                self._wake.set()
+            else:
+                assert self._fatal is not None
+                self._on_fatal(self._fatal)
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _start_supervisor(self) -> None:
+        with self._cond:
+            if self._supervisor is not None or self._state is State.CLOSED:
+                return
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="watchers-bot-supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def _supervise(self) -> None:
+        try:
+            while not self._closing.is_set():
+                timeout = min(max(self._next_expiry - time.monotonic(), 0.0), _WAIT_SLICE * 4)
+                self._wake.wait(timeout)
+                self._wake.clear()
+                if self._closing.is_set():
+                    return
+                self._expire_due()
+                if self._need_reconnect:
+                    self._need_reconnect = False
+                    self._reconnect()
+        except Exception:  # pragma: no cover - a bug here must not pass silently
+            log.exception("the supervisor thread failed")
+            self._give_up(WatchersError("internal error in the supervisor thread; see the log"))
+
+    def _backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with jitter (half to full of the step)."""
+        step = min(self.reconnect_delay_max, self.reconnect_delay * (2 ** min(attempt, 30)))
+        return random.uniform(step / 2, step)
+
+    def _reconnect(self) -> None:
+        old = self._link
+        if old is not None:
+            self._retire(old)
+        attempt = 0
+        while True:
+            delay = self._backoff(attempt)
+            log.info("reconnecting to %s in %.2fs (attempt %d)", self.url, delay, attempt + 1)
+            if self._closing.wait(delay):
+                return
+            attempt += 1
+            try:
+                link = self._open_link(self.connect_timeout)
+                self._relisten(link)
+            except AuthError as exc:
+                log.error("reconnection refused: %s; giving up", exc)
+                self._give_up(exc)
+                return
+            except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
+                log.info("reconnection attempt %d failed: %s", attempt, exc)
+                if self.reconnect_attempts is not None and attempt >= self.reconnect_attempts:
+                    self._give_up(ConnectFailed(
+                        f"gave up reconnecting to {self.url} after {attempt} attempt(s): {exc}"
+                    ))
+                    return
+                self._expire_due()
+                continue
+            with self._cond:
+                if self._state is State.RECONNECTING and link.alive:
+                    self._link = link
+                    self._state = State.CONNECTED
+                    self.reconnects += 1
+                    self._cond.notify_all()
+                    log.info("reconnected to %s (link %d)", self.url, link.number)
+                    return
+                closed = self._state is State.CLOSED
+            self._retire(link)
+            if closed:
+                return
+            # The new link died before it could be used: go round again.
+
+    def _give_up(self, error: BaseException) -> None:
+        with self._cond:
+            if self._state is State.CLOSED:
+                return
+            self._state = State.FAILED
+            self._fatal = error
+            self._cond.notify_all()
+        self._on_fatal(error)
+
+    def _retire(self, link: _Link) -> None:
+        """Close a link and wait (bounded) for its threads."""
+        link.alive = False
+        client = link.client
+        try:
+            client.disconnect()
+        except Exception as exc:  # already half torn down
+            log.debug("error while closing link %d: %r", link.number, exc)
+        me = threading.current_thread()
+        for task in (client.eio.read_loop_task, client.eio.write_loop_task):
+            if isinstance(task, threading.Thread) and task is not me:
+                task.join(_JOIN_TIMEOUT)
+
+    # ------------------------------------------------------------------ rooms
+
+    def listen(self, rooms: Iterable[str], timeout: float) -> List[Tuple[str, AckFuture]]:
+        """Send a listen per room; each room joins ``rooms`` when its ack arrives."""
+        out = []
+        for room in rooms:
+            payload = protocol.listen_payload(room, self._api_key)
+            future = self.request(protocol.EVENT_LISTEN, payload, protocol.read_listen_ack,
+                                  timeout, on_success=lambda room=room: self._add_room(room))
+            out.append((room, future))
+        return out
+
+    def _add_room(self, room: str) -> None:
+        with self._cond:
+            self._rooms[room] = None
+
+    def forget_room(self, room: str) -> bool:
+        with self._cond:
+            return self._rooms.pop(room, False) is None
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self) -> None:
+        """Fail pending requests with BotClosed, close the link, join threads."""
+        with self._cond:
+            if self._state is State.CLOSED:
+                return
+            self._state = State.CLOSED
+            self._closing.set()
+            pending = list(self._pending.values())
+            self._pending.clear()
+            link = self._link
+            self._cond.notify_all()
+        self._wake.set()
+        for r in pending:
+            self._fail_request(r, BotClosed(
+                f"the bot was closed before the server acknowledged {r.event}; "
+                "the outcome is unknown"
+            ))
+        if link is not None:
+            self._retire(link)
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(_JOIN_TIMEOUT)
+            if supervisor.is_alive():  # pragma: no cover - a connect attempt still in flight
+                log.warning("the supervisor thread is still finishing a connection attempt")
+        self.callbacks.stop(_JOIN_TIMEOUT)
