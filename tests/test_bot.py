@@ -79,7 +79,7 @@ def test_messages_arrive_in_server_order(emulator, bot):
     bot.listen("r")
     texts = [f"m{i}" for i in range(3000)]
     emulator.post_many("r", texts)
-    got = [m.text for m, _ in zip(bot.messages(timeout=5), range(len(texts)))]
+    got = [m.text for _, m in zip(range(len(texts)), bot.messages(timeout=5))]
     assert got == texts
     assert bot.stats.dropped == 0
 
@@ -391,16 +391,27 @@ def test_close_ends_iterators_and_waiting_calls_promptly(emulator):
     assert "outcome is unknown" in str(outcomes["send"])
 
 
+CLIENT_THREAD_MARKERS = ("watchers-bot", "_read_loop", "_write_loop", "_handle_eio",
+                         "_handle_reconnect", "_supervise")
+
+
+def client_threads():
+    """Threads of the bot and of python-socketio's client (the emulator's are left out)."""
+    return {t for t in threading.enumerate() if any(m in t.name for m in CLIENT_THREAD_MARKERS)}
+
+
 def test_close_leaves_no_thread_behind(emulator):
-    before = set(threading.enumerate())
+    wait_until(lambda: not client_threads(), 3, "threads of earlier tests to end")
     bot = make_bot(emulator, include_own=True)
     bot.listen("r")
     bot.send_async("r", "x").add_done_callback(lambda f: None)
     bot.receive(timeout=5)
     emulator.drop()
     wait_until(lambda: bot.stats.reconnects == 1 and bot.connected, what="reconnect")
+    assert {t.name for t in client_threads()} >= {"watchers-bot-supervisor",
+                                                 "watchers-bot-callbacks"}
     bot.close()
-    wait_until(lambda: not (set(threading.enumerate()) - before), 3, "threads to end")
+    wait_until(lambda: not client_threads(), 3, f"threads to end: {client_threads()}")
 
 
 def test_no_sigint_handler_installed(emulator):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import engineio
 import socketio
+import websocket
 
 __all__ = ["INLINE_PACKET_TYPES", "SocketIOClient", "seam_available"]
 
@@ -75,8 +76,28 @@ class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
         return super().start_background_task(target, *args, **kwargs)
 
 
+# How long close() waits for the server's close frame.  The Engine.IO read
+# thread reads the same socket and usually takes that frame first, so
+# websocket-client's default (3 s) was mostly spent waiting for nothing.
+_CLOSE_WAIT = 0.1
+
+
+class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
+    """websocket-client's WebSocket with a short close handshake wait."""
+
+    def close(self, status: int = websocket.STATUS_NORMAL, reason: Any = b"",
+              timeout: Any = _CLOSE_WAIT) -> None:
+        super().close(status, reason, _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT))
+
+
 class SocketIOClient(socketio.Client):  # type: ignore[misc]
     """``socketio.Client`` whose Engine.IO client dispatches on the read thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = dict(kwargs.pop("websocket_extra_options", None) or {})
+        # create_connection()'s documented class_ hook.
+        options.setdefault("class_", _WebSocket)
+        super().__init__(*args, websocket_extra_options=options, **kwargs)
 
     def _engineio_client_class(self) -> type:
         return _InlineEngineIOClient

@@ -623,7 +623,7 @@ class Connection:
     def _reconnect(self) -> None:
         old = self._link
         if old is not None:
-            self._retire(old)
+            self._retire(old, initiate=False)
         attempt = 0
         while True:
             delay = self._backoff(attempt)
@@ -670,18 +670,31 @@ class Connection:
             self._cond.notify_all()
         self._on_fatal(error)
 
-    def _retire(self, link: _Link) -> None:
-        """Close a link and wait (bounded) for its threads."""
+    def _retire(self, link: _Link, *, initiate: bool = True) -> None:
+        """Close a link (unless it is closing by itself) and wait, bounded, for its threads."""
         link.alive = False
         client = link.client
-        try:
-            client.disconnect()
-        except Exception as exc:  # already half torn down
-            log.debug("error while closing link %d: %r", link.number, exc)
+        eio = client.eio
+        # A link that dropped closes itself: python-socketio disconnects it on
+        # its own thread after a server-side disconnect.  A second, concurrent
+        # disconnect would drain the write loop's stop sentinel and leave the
+        # read loop waiting ~30 s, so only links still up are disconnected here.
+        if initiate and eio.state == "connected":
+            try:
+                client.disconnect()
+            except Exception as exc:  # half torn down already
+                log.debug("error while closing link %d: %r", link.number, exc)
         me = threading.current_thread()
-        for task in (client.eio.read_loop_task, client.eio.write_loop_task):
-            if isinstance(task, threading.Thread) and task is not me:
-                task.join(_JOIN_TIMEOUT)
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        reader = eio.read_loop_task
+        if isinstance(reader, threading.Thread) and reader is not me:
+            reader.join(min(_WAIT_SLICE, _JOIN_TIMEOUT))
+            if reader.is_alive():
+                eio.queue.put(None)  # wake a write loop whose sentinel was drained
+                reader.join(max(deadline - time.monotonic(), 0.0))
+        writer = eio.write_loop_task
+        if isinstance(writer, threading.Thread) and writer is not me:
+            writer.join(max(deadline - time.monotonic(), 0.0))
 
     # ------------------------------------------------------------------ rooms
 
