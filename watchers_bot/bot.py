@@ -66,14 +66,16 @@ def _check_id(value: Any, name: str) -> str:
     return value
 
 
-def _check_timeout(value: Any, name: str, *, allow_none: bool = False) -> Optional[float]:
-    if value is None and allow_none:
-        return None
+def _seconds(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
     return float(value)
+
+
+def _optional_seconds(value: Any, name: str) -> Optional[float]:
+    return None if value is None else _seconds(value, name)
 
 
 class Bot:
@@ -139,10 +141,10 @@ class Bot:
         self._api_key: str = _check_secret(api_key, "api_key")
         self._bot_id = None if bot_id is None else _check_id(bot_id, "bot_id")
         self._url = resolve_url(region, url)
-        self._connect_timeout = _check_timeout(connect_timeout, "connect_timeout")
-        self._ack_timeout = _check_timeout(ack_timeout, "ack_timeout")
-        _check_timeout(reconnect_delay, "reconnect_delay")
-        _check_timeout(reconnect_delay_max, "reconnect_delay_max")
+        self._connect_timeout = _seconds(connect_timeout, "connect_timeout")
+        self._ack_timeout = _seconds(ack_timeout, "ack_timeout")
+        _seconds(reconnect_delay, "reconnect_delay")
+        _seconds(reconnect_delay_max, "reconnect_delay_max")
         if reconnect_attempts is not None and (
             isinstance(reconnect_attempts, bool) or not isinstance(reconnect_attempts, int)
         ):
@@ -279,7 +281,7 @@ class Bot:
         ``connect_timeout``).
         """
         self._check_open()
-        timeout = _check_timeout(timeout, "timeout", allow_none=True)
+        timeout = _optional_seconds(timeout, "timeout")
         self._conn.connect(timeout)
         return self
 
@@ -305,6 +307,9 @@ class Bot:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+    def _ack_wait(self, timeout: Any) -> float:
+        return self._ack_timeout if timeout is None else _seconds(timeout, "timeout")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -343,7 +348,7 @@ class Bot:
             if isinstance(room, (list, tuple, set, frozenset)):
                 raise TypeError("room ids are passed one by one: use listen(*rooms)")
             rooms.append(_check_id(room, "room_id"))
-        wait = _check_timeout(timeout, "timeout", allow_none=True) or self._ack_timeout
+        wait = self._ack_wait(timeout)
         futures = self._conn.listen(rooms, wait)
         first_error: Optional[BaseException] = None
         for _room, future in futures:
@@ -382,7 +387,7 @@ class Bot:
         once it gave up and the inbox is empty.
         """
         self._check_open()
-        timeout = _check_timeout(timeout, "timeout", allow_none=True)
+        timeout = _optional_seconds(timeout, "timeout")
         try:
             item = self._inbox.take(timeout)
         except queue.Empty:
@@ -399,7 +404,7 @@ class Bot:
         yielding what was already queued.
         """
         self._check_open()
-        timeout = _check_timeout(timeout, "timeout", allow_none=True)
+        timeout = _optional_seconds(timeout, "timeout")
         return self._iterate(timeout)
 
     def _iterate(self, timeout: Optional[float]) -> Iterator[Message]:
@@ -435,7 +440,7 @@ class Bot:
         Blocks only while connecting (at most ``connect_timeout``).
         """
         payload = self._send_payload(room_id, text)
-        wait = _check_timeout(timeout, "timeout", allow_none=True) or self._ack_timeout
+        wait = self._ack_wait(timeout)
         return self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
 
     def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
@@ -447,7 +452,7 @@ class Bot:
         if it could not be sent at all.
         """
         payload = self._send_payload(room_id, text)
-        wait = _check_timeout(timeout, "timeout", allow_none=True) or self._ack_timeout
+        wait = self._ack_wait(timeout)
         future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
         return self._conn.wait(future, wait)
 

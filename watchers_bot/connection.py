@@ -22,6 +22,7 @@ Design notes, answering what python-socketio does underneath:
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import logging
 import queue
@@ -133,7 +134,7 @@ class AckFuture(Future):  # type: ignore[type-arg]
         super().__init__()
         self._runner = runner
 
-    def add_done_callback(self, fn: Callable[["AckFuture"], Any]) -> None:
+    def add_done_callback(self, fn: Callable[["Future[Any]"], object]) -> None:
         runner = self._runner
         if runner is None:
             super().add_done_callback(fn)
@@ -700,11 +701,11 @@ class Connection:
 
     def listen(self, rooms: Iterable[str], timeout: float) -> List[Tuple[str, AckFuture]]:
         """Send a listen per room; each room joins ``rooms`` when its ack arrives."""
-        out = []
+        out: List[Tuple[str, AckFuture]] = []
         for room in rooms:
             payload = protocol.listen_payload(room, self._api_key)
             future = self.request(protocol.EVENT_LISTEN, payload, protocol.read_listen_ack,
-                                  timeout, on_success=lambda room=room: self._add_room(room))
+                                  timeout, on_success=functools.partial(self._add_room, room))
             out.append((room, future))
         return out
 
