@@ -433,3 +433,15 @@ class socket_free_port:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_close_while_listening_again_after_reconnect(emulator, caplog):
+    bot = make_bot(emulator)
+    bot.listen("r")
+    emulator.set_ack("external/listen", "withhold")
+    emulator.kick()
+    emulator.wait_for_requests(2, "external/listen", timeout=5)  # the re-listen is in flight
+    bot.close()
+    emulator.wait_for_clients(0, timeout=3)
+    wait_until(lambda: not client_threads(), 3, f"threads to end: {client_threads()}")
+    assert "supervisor thread failed" not in caplog.text

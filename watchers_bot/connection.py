@@ -312,8 +312,7 @@ class Connection:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                link = self._open_link(max(remaining, 0.05))
-                self._relisten(link)
+                link = self._open_and_listen(max(remaining, 0.05))
             except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
                 remaining = deadline - time.monotonic()
                 delay = min(self._backoff(attempt), remaining)
@@ -379,6 +378,16 @@ class Connection:
                 f"could not connect to {self.url}: {type(exc).__name__}: {exc}"
             ) from None
         log.info("connected to %s (link %d)", self.url, link.number)
+        return link
+
+    def _open_and_listen(self, timeout: float) -> _Link:
+        """A new link, listening to every room; closed again if that fails."""
+        link = self._open_link(timeout)
+        try:
+            self._relisten(link)
+        except BaseException:
+            self._retire(link)
+            raise
         return link
 
     def _relisten(self, link: _Link) -> None:
@@ -633,8 +642,9 @@ class Connection:
                 return
             attempt += 1
             try:
-                link = self._open_link(self.connect_timeout)
-                self._relisten(link)
+                link = self._open_and_listen(self.connect_timeout)
+            except BotClosed:
+                return
             except AuthError as exc:
                 log.error("reconnection refused: %s; giving up", exc)
                 self._give_up(exc)
