@@ -445,3 +445,13 @@ def test_close_while_listening_again_after_reconnect(emulator, caplog):
     emulator.wait_for_clients(0, timeout=3)
     wait_until(lambda: not client_threads(), 3, f"threads to end: {client_threads()}")
     assert "supervisor thread failed" not in caplog.text
+
+
+def test_normal_close_logs_no_warning(emulator, caplog):
+    caplog.set_level(logging.WARNING)
+    with make_bot(emulator, include_own=True) as bot:
+        bot.listen("r")
+        bot.send("r", "hi")
+        bot.receive(timeout=5)
+    wait_until(lambda: not client_threads(), 3, "threads to end")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -164,3 +164,9 @@ def test_calls_after_close_raise_bot_closed():
             call()
     with pytest.raises(BotClosed), bot:
         pass
+
+
+def test_url_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(ValueError, match="credentials") as info:
+        Bot("t", "k", url="ftp://user:hunter2@x.test")
+    assert "hunter2" not in str(info.value)

@@ -89,6 +89,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _DemoteWarnings(logging.Filter):
+    """python-engineio warns on every closed link, even a normal close; the bot
+    reports lost links itself (once, with what it does next), so these are
+    passed on as INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING:
+            record.levelno = logging.INFO
+            record.levelname = logging.getLevelName(logging.INFO)
+        return True
+
+
 _FILTER = RedactingFilter()
 for _logger in (LOG, SOCKETIO_LOG, ENGINEIO_LOG, logging.getLogger("websocket")):
     _logger.addFilter(_FILTER)
+ENGINEIO_LOG.addFilter(_DemoteWarnings())

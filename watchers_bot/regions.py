@@ -32,14 +32,14 @@ def resolve_url(region: Optional[str] = DEFAULT_REGION, url: Optional[str] = Non
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         parts = urlsplit(url.strip())
+        if parts.username or parts.password:
+            # Credentials in a URL end up in logs and reprs (and are not echoed
+            # here); the bearer token goes in the auth payload instead.
+            raise ValueError("url must not contain credentials; pass token= instead")
         if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
             raise ValueError(
                 f"url must be a ws://, wss://, http:// or https:// URL with a host, got {url!r}"
             )
-        if parts.username or parts.password:
-            # Credentials in a URL end up in logs and reprs; the bearer token
-            # goes in the auth payload instead.
-            raise ValueError("url must not contain credentials; pass token= instead")
         return url.strip()
     if region is None:
         region = DEFAULT_REGION
