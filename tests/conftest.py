@@ -1,0 +1,20 @@
+"""Shared fixtures.  The emulator serves on 127.0.0.1: keep proxies out of the way."""
+
+import os
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+import pytest
+
+from watchers_bot.emulator import Emulator
+
+
+@pytest.fixture
+def emulator():
+    """A running emulator accepting token ``test-token`` and API key ``test-key``."""
+    emu = Emulator(tokens=["test-token"], api_keys=["test-key"]).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
