@@ -60,3 +60,21 @@ def test_bad_packet_from_server_does_not_kill_the_read_thread(emulator):
         assert client.eio.read_loop_task.is_alive()
     finally:
         client.disconnect()
+
+
+def test_malformed_disconnect_packet_does_not_raise_in_a_thread(emulator):
+    """Packets that keep upstream's thread are guarded too (pytest fails on thread errors)."""
+    client = SocketIOClient(handle_sigint=False, reconnection=False)
+    got = threading.Event()
+    client.on("message", lambda payload: got.set())
+    client.connect(emulator.url, auth={"bearer": "test-token"}, transports=["websocket"],
+                   wait_timeout=5)
+    try:
+        client.call("external/listen", {"roomId": "r", "apiKey": "test-key"}, timeout=5)
+        sid = emulator.clients[0]
+        emulator.push_packet("5-broken binary header", to=sid)
+        emulator.push_packet("9 unknown packet type", to=sid)
+        emulator.post("r", "still alive")
+        assert got.wait(5)
+    finally:
+        client.disconnect()

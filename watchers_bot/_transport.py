@@ -56,24 +56,26 @@ class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
     on_dispatch_error: Callable[[BaseException], None] = staticmethod(lambda exc: None)
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
-        if (
-            len(args) == 1
-            and not kwargs
-            and isinstance(args[0], str)
-            and args[0][:1] in INLINE_PACKET_TYPES
-            and target == self.handlers.get("message")
-        ):
-            self.inline_dispatches += 1
-            try:
-                target(*args)
-            except Exception as exc:  # bad data from the server must not kill the read loop
-                log.warning("could not handle a packet from the server: %r", exc)
-                try:
-                    self.on_dispatch_error(exc)
-                except Exception:  # pragma: no cover - defensive
-                    log.exception("dispatch error hook failed")
-            return _FINISHED
+        if target == self.handlers.get("message") and len(args) == 1 and not kwargs:
+            data = args[0]
+            if isinstance(data, str) and data[:1] in INLINE_PACKET_TYPES:
+                self.inline_dispatches += 1
+                self._dispatch(target, data)
+                return _FINISHED
+            # DISCONNECT (its handler joins the read thread) and binary packets
+            # keep upstream's thread, guarded the same way.
+            return super().start_background_task(self._dispatch, target, data)
         return super().start_background_task(target, *args, **kwargs)
+
+    def _dispatch(self, target: Any, data: Any) -> None:
+        try:
+            target(data)
+        except Exception as exc:  # bad data from the server must not kill a thread
+            log.warning("could not handle a packet from the server: %r", exc)
+            try:
+                self.on_dispatch_error(exc)
+            except Exception:  # pragma: no cover - defensive
+                log.exception("dispatch error hook failed")
 
 
 # How long close() waits for the server's close frame.  The Engine.IO read
