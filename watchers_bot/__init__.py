@@ -11,7 +11,7 @@
 """
 
 from . import _logging  # noqa: F401  (installs the redacting log filters first)
-from .bot import Bot
+from .bot import Bot, DuplicateBotWarning
 from .connection import AckFuture, State
 from .errors import (
     AckTimeout,
@@ -24,7 +24,8 @@ from .errors import (
     ServerError,
     WatchersError,
 )
-from .models import Message, Stats
+from .handler import HandlerThread
+from .models import Health, Message, Stats
 from .regions import REGIONS
 
 __version__ = "0.1.0"
@@ -39,6 +40,9 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "ConnectionLost",
+    "DuplicateBotWarning",
+    "HandlerThread",
+    "Health",
     "Message",
     "ReceiveTimeout",
     "ServerError",

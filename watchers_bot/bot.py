@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import logging
 import math
 import os
 import queue
 import threading
+import time
+import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit
 
 from . import protocol
 from ._logging import forget_secrets, register_secrets
 from .connection import AckFuture, Connection, State
 from .errors import BotClosed, ConfigError, ReceiveTimeout
+from .handler import HandlerThread
 from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
-from .models import Message, Stats
+from .models import Health, Message, Stats
 from .regions import DEFAULT_REGION, resolve_url
 
-__all__ = ["Bot"]
+__all__ = ["Bot", "DuplicateBotWarning"]
 
 log = logging.getLogger("watchers_bot")
 
@@ -78,6 +83,24 @@ def _optional_seconds(value: Any, name: str) -> Optional[float]:
     return None if value is None else _seconds(value, name)
 
 
+def _is_insecure_remote(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("ws", "http"):
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+class DuplicateBotWarning(RuntimeWarning):
+    """Another open bot in this process uses the same endpoint and credentials:
+    each message would be delivered to both (typically a notebook cell run twice)."""
+
+
 class Bot:
     """A Watchers.io bot: blocking calls over a background Socket.IO connection.
 
@@ -116,6 +139,12 @@ class Bot:
     :param overflow: ``"drop_oldest"`` (default) or ``"drop_newest"``.
     :param include_own: also deliver messages whose sender is ``bot_id``.
     :param verify_ssl: verify TLS certificates (default).
+    :param ca_certs: path to a CA bundle to verify the server with.
+    :param allow_insecure: allow an unencrypted ``ws://``/``http://`` URL to a
+        host other than the loopback (refused by default: the token would
+        travel in clear).
+    :param on_state_change: called as ``fn(old, new)`` on every change of
+        :attr:`state`, on a thread of the bot's own (see :meth:`on_state_change`).
     """
 
     def __init__(
@@ -136,11 +165,23 @@ class Bot:
         overflow: str = "drop_oldest",
         include_own: bool = False,
         verify_ssl: bool = True,
+        ca_certs: Optional[str] = None,
+        allow_insecure: bool = False,
+        on_state_change: Optional[Callable[[str, str], object]] = None,
     ) -> None:
         token = _check_secret(token, "token", allow_callable=True)
         self._api_key: str = _check_secret(api_key, "api_key")
         self._bot_id = None if bot_id is None else _check_id(bot_id, "bot_id")
         self._url = resolve_url(region, url)
+        if not allow_insecure and _is_insecure_remote(self._url):
+            raise ValueError(
+                f"url {self._url!r} is unencrypted and not on this machine: the token would "
+                "travel in clear; use wss:// (or pass allow_insecure=True)"
+            )
+        if ca_certs is not None and not isinstance(ca_certs, (str, os.PathLike)):
+            raise TypeError(f"ca_certs must be a path, not {type(ca_certs).__name__}")
+        if on_state_change is not None and not callable(on_state_change):
+            raise TypeError("on_state_change must be callable")
         self._connect_timeout = _seconds(connect_timeout, "connect_timeout")
         self._ack_timeout = _seconds(ack_timeout, "ack_timeout")
         _seconds(reconnect_delay, "reconnect_delay")
@@ -184,7 +225,12 @@ class Bot:
             on_message=self._on_message,
             on_fatal=self._inbox.fail,
             ssl_verify=bool(verify_ssl),
+            ca_certs=None if ca_certs is None else os.fspath(ca_certs),
         )
+        self._last_message_at: Optional[float] = None
+        self._duplicate_checked = False
+        if on_state_change is not None:
+            self._conn.add_state_listener(on_state_change)
         _open_bots.add(self)
 
     # ------------------------------------------------------------------ construction
@@ -282,8 +328,33 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        self._before_network()
         self._conn.connect(timeout)
         return self
+
+    def _before_network(self) -> None:
+        if self._conn.state is State.IDLE and not self._duplicate_checked:
+            self._duplicate_checked = True
+            self._warn_if_duplicate()
+
+    def _warn_if_duplicate(self) -> None:
+        for other in list(_open_bots):
+            if (
+                other is not self
+                and not other._closed
+                and other._conn.state is not State.IDLE
+                and other._url == self._url
+                and other._api_key == self._api_key
+                and other._token == self._token
+            ):
+                warnings.warn(
+                    f"another open Bot in this process is connected to {self._url} with the "
+                    f"same credentials ({other!r}); both receive every message. Close the "
+                    "old one (bot.close()) or reuse it.",
+                    DuplicateBotWarning,
+                    stacklevel=4,  # the user's call that connects
+                )
+                return
 
     def close(self) -> None:
         """Close the bot: end every ``messages()`` iterator, fail waiting calls,
@@ -349,6 +420,7 @@ class Bot:
                 raise TypeError("room ids are passed one by one: use listen(*rooms)")
             rooms.append(_check_id(room, "room_id"))
         wait = self._ack_wait(timeout)
+        self._before_network()
         futures = self._conn.listen(rooms, wait)
         first_error: Optional[BaseException] = None
         for _room, future in futures:
@@ -365,6 +437,7 @@ class Bot:
     def _on_message(self, args: Tuple[Any, ...]) -> None:
         # On the socket thread: parse, filter, enqueue. Never blocks.
         self._received += 1
+        self._last_message_at = time.time()
         try:
             if len(args) != 1:
                 raise protocol.MalformedPayload(f"message event with {len(args)} arguments")
@@ -441,6 +514,7 @@ class Bot:
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
+        self._before_network()
         return self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
 
     def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
@@ -453,6 +527,7 @@ class Bot:
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
+        self._before_network()
         future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
         return self._conn.wait(future, wait)
 
@@ -461,3 +536,53 @@ class Bot:
         if not isinstance(message, Message):
             raise TypeError(f"message must be a Message, not {type(message).__name__}")
         return self.send(message.room_id, text, timeout=timeout)
+
+    # ------------------------------------------------------------------ integration
+
+    def on_state_change(
+        self, callback: Callable[[str, str], object]
+    ) -> Callable[[str, str], object]:
+        """Call ``callback(old, new)`` on every change of :attr:`state`.
+
+        Runs on a thread of the bot's own, in order, never on the socket thread;
+        an exception is logged.  Usable as a decorator.
+        """
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        self._conn.add_state_listener(callback)
+        return callback
+
+    def health(self) -> Health:
+        """A snapshot for a health check or a status line: state, times, counters."""
+        conn = self._conn
+        stats = self.stats
+        error = conn.last_error
+        return Health(
+            state=self.state,
+            ok=conn.state is State.CONNECTED,
+            url=self._url,
+            rooms=self.rooms,
+            last_message_at=self._last_message_at,
+            connected_since=conn.connected_at if conn.state is State.CONNECTED else None,
+            state_since=conn.state_changed_at,
+            reconnects=stats.reconnects,
+            pending=stats.pending,
+            queued=stats.queued,
+            dropped=stats.dropped,
+            last_error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+
+    def run_in_thread(
+        self, handler: Callable[[Message], object], *, name: str = "watchers-bot-handler"
+    ) -> HandlerThread:
+        """Call ``handler(message)`` for every message, on a new thread; returns its handle.
+
+        For web apps and other code that can't sit in a ``for`` loop.  A handler
+        that raises is logged and counted, never ends the loop; ``handle.stop()``
+        ends it, and so does closing the bot.  Use one consumer per bot: two
+        would share the messages between them.
+        """
+        self._check_open()
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        return HandlerThread(self, handler, name)._start()

@@ -109,7 +109,7 @@ class _CallbackRunner:
             try:
                 fn(arg)
             except Exception:
-                log.exception("a done-callback of a send or listen future raised")
+                log.exception("a callback raised (future done-callback or state listener)")
 
     def stop(self, timeout: float) -> None:
         with self._lock:
@@ -119,6 +119,11 @@ class _CallbackRunner:
             self._queue.put(None)
             if thread is not threading.current_thread():
                 thread.join(timeout)
+
+
+def _call_listener(args: Tuple[Callable[[str, str], Any], str, str]) -> None:
+    listener, old, new = args
+    listener(old, new)
 
 
 class AckFuture(Future):  # type: ignore[type-arg]
@@ -215,6 +220,7 @@ class Connection:
         on_message: Callable[[Tuple[Any, ...]], None],
         on_fatal: Callable[[BaseException], None],
         ssl_verify: bool = True,
+        ca_certs: Optional[str] = None,
         socketio_path: str = "socket.io",
     ) -> None:
         self.url = url
@@ -228,6 +234,7 @@ class Connection:
         self._on_message = on_message
         self._on_fatal = on_fatal
         self._ssl_verify = ssl_verify
+        self._ca_certs = ca_certs
         self._socketio_path = socketio_path
 
         self._cond = threading.Condition()  # guards state, link, pending, rooms
@@ -244,12 +251,34 @@ class Connection:
         self._next_expiry = float("inf")
         self._supervisor: Optional[threading.Thread] = None
         self.callbacks = _CallbackRunner()
+        self._state_listeners: List[Callable[[str, str], Any]] = []
+        self.state_changed_at = time.time()
+        self.connected_at: Optional[float] = None
 
         self.reconnects = 0
         self.acked: Dict[str, int] = {protocol.EVENT_SEND: 0, protocol.EVENT_LISTEN: 0}
         self.failed: Dict[str, int] = {protocol.EVENT_SEND: 0, protocol.EVENT_LISTEN: 0}
         self.unmatched_exceptions = 0
         self.last_error: Optional[BaseException] = None
+
+    # ------------------------------------------------------------------ state
+
+    def _set_state(self, new: State) -> None:
+        """Change state; the caller holds ``_cond``.  Listeners hear of it on the
+        callback thread, in order, never on a socket thread."""
+        old = self._state
+        if new is old:
+            return
+        self._state = new
+        self.state_changed_at = time.time()
+        if new is State.CONNECTED:
+            self.connected_at = self.state_changed_at
+        for listener in self._state_listeners:
+            self.callbacks.submit(_call_listener, (listener, old.value, new.value))
+
+    def add_state_listener(self, listener: Callable[[str, str], Any]) -> None:
+        with self._cond:
+            self._state_listeners.append(listener)
 
     # ------------------------------------------------------------------ views
 
@@ -286,7 +315,7 @@ class Connection:
                     assert self._fatal is not None
                     raise self._fatal
                 if state is State.IDLE:
-                    self._state = State.CONNECTING
+                    self._set_state(State.CONNECTING)
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -300,7 +329,7 @@ class Connection:
         except BaseException:
             with self._cond:
                 if self._state is State.CONNECTING:
-                    self._state = State.IDLE
+                    self._set_state(State.IDLE)
                 self._cond.notify_all()
             raise
         self._start_supervisor()
@@ -329,7 +358,7 @@ class Connection:
                     closed = self._state is State.CLOSED
                 else:
                     self._link = link
-                    self._state = State.CONNECTED
+                    self._set_state(State.CONNECTED)
                     self._cond.notify_all()
                     return link
             self._retire(link)
@@ -345,6 +374,10 @@ class Connection:
             engineio_logger=ENGINEIO_LOG,
             request_timeout=timeout,
             ssl_verify=self._ssl_verify,
+            websocket_extra_options=(
+                {"sslopt": {"ca_certs": self._ca_certs}}
+                if self._ca_certs and self._ssl_verify else None
+            ),
         )
         link = _Link(client, next(self._links))
         client.on("disconnect", lambda reason=None: self._on_disconnect(link, reason))
@@ -573,10 +606,10 @@ class Connection:
             current = link is self._link and self._state is State.CONNECTED
             if current:
                 if self.reconnect:
-                    self._state = State.RECONNECTING
+                    self._set_state(State.RECONNECTING)
                     self._need_reconnect = True
                 else:
-                    self._state = State.FAILED
+                    self._set_state(State.FAILED)
                     self._fatal = ConnectionLost(
                         f"the link to {self.url} was lost ({reason}) and reconnect=False"
                     )
@@ -661,7 +694,7 @@ class Connection:
             with self._cond:
                 if self._state is State.RECONNECTING and link.alive:
                     self._link = link
-                    self._state = State.CONNECTED
+                    self._set_state(State.CONNECTED)
                     self.reconnects += 1
                     self._cond.notify_all()
                     log.info("reconnected to %s (link %d)", self.url, link.number)
@@ -676,7 +709,7 @@ class Connection:
         with self._cond:
             if self._state is State.CLOSED:
                 return
-            self._state = State.FAILED
+            self._set_state(State.FAILED)
             self._fatal = error
             self._cond.notify_all()
         self._on_fatal(error)
@@ -734,7 +767,7 @@ class Connection:
         with self._cond:
             if self._state is State.CLOSED:
                 return
-            self._state = State.CLOSED
+            self._set_state(State.CLOSED)
             self._closing.set()
             pending = list(self._pending.values())
             self._pending.clear()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import attrs
 
-__all__ = ["Message", "Stats"]
+__all__ = ["Health", "Message", "Stats"]
 
 
 @attrs.frozen
@@ -52,3 +52,38 @@ class Stats:
     pending: int
     #: messages waiting in the inbox right now.
     queued: int
+
+
+@attrs.frozen
+class Health:
+    """A bot's health, for a health-check endpoint or a status line (see :meth:`Bot.health`).
+
+    Times are ``time.time()`` values (seconds since the epoch) or ``None``.
+    """
+
+    #: ``idle``, ``connecting``, ``connected``, ``reconnecting``, ``failed`` or ``closed``.
+    state: str
+    #: connected and listening to every room.
+    ok: bool
+    url: str
+    rooms: Tuple[str, ...]
+    #: when the last ``message`` event arrived.
+    last_message_at: Optional[float]
+    #: when the current connection was established (``None`` unless connected).
+    connected_since: Optional[float]
+    #: when :attr:`state` last changed.
+    state_since: float
+    reconnects: int
+    #: sends and listens waiting for their acknowledgement.
+    pending: int
+    #: messages waiting in the inbox.
+    queued: int
+    dropped: int
+    #: the last request error, as ``"Type: text"`` (never a secret).
+    last_error: Optional[str]
+
+    def as_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict (``rooms`` as a list)."""
+        data = attrs.asdict(self)
+        data["rooms"] = list(self.rooms)
+        return data
