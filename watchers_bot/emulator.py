@@ -31,6 +31,7 @@ the ``watchers-bot[emulator]`` extra.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -65,7 +66,7 @@ from .protocol import (
     message_payload,
 )
 
-__all__ = ["ACK_MODES", "Emulator", "RequestRecord", "SentMessage"]
+__all__ = ["ACK_MODES", "Emulator", "RequestRecord", "SentMessage", "WrittenMessage"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,27 @@ class RequestRecord:
     #: the ack mode in force for it (``"normal"``, ``"delay"``, ...), ``None`` for other events.
     mode: Optional[str]
     #: ``time.monotonic()`` when it was received.
+    at: float = attrs.field(repr=False)
+
+
+@attrs.frozen
+class WrittenMessage:
+    """A ``message`` event the server wrote to one socket (``record_writes=True``).
+
+    Recorded when the socket's writer thread takes the packet to write it, so a
+    message held back by :meth:`Emulator.freeze` or still queued when a link
+    died is not recorded.  What a client received on a socket is therefore
+    always a prefix of what was written to it, and a link that ended normally
+    delivered all of it.
+    """
+
+    #: the Socket.IO sid of the socket it was written to.
+    sid: str
+    #: the room it was posted in.
+    room_id: str
+    #: its ``message.id``.
+    message_id: Any
+    #: ``time.monotonic()`` when it was written.
     at: float = attrs.field(repr=False)
 
 
@@ -191,14 +213,71 @@ class _HTTPServer(ThreadedWSGIServer):
         logger.debug("http request from %s failed", client_address, exc_info=True)
 
 
+class _RecordedPacket(eio_packet.Packet):
+    """A MESSAGE packet that reports when the socket's writer takes it to write."""
+
+    def __init__(self, data: str, on_write: Callable[[], None]) -> None:
+        super().__init__(eio_packet.MESSAGE, data=data)
+        self._on_write: Optional[Callable[[], None]] = on_write
+
+    def encode(self, b64: bool = False) -> Any:
+        on_write, self._on_write = self._on_write, None
+        if on_write is not None:
+            on_write()
+        return super().encode(b64)
+
+
+def _message_ids(data: Any) -> Tuple[Optional[str], Any]:
+    """``(roomId, message.id)`` of a ``message`` payload, ``(None, None)`` if it has none."""
+    if isinstance(data, Mapping):
+        body = data.get("message")
+        if isinstance(data.get("roomId"), str) and isinstance(body, Mapping) and "id" in body:
+            return data["roomId"], body["id"]
+    return None, None
+
+
 class _Manager(socketio.Manager):
     """Socket.IO's in-memory manager, telling the emulator when a sid is fully
-    connected (after the CONNECT packet was queued) and when it is gone."""
+    connected (after the CONNECT packet was queued) and when it is gone, and
+    (with ``record_writes``) when a ``message`` event is written to a socket."""
 
-    def __init__(self, on_connected: Callable[[str], None], on_gone: Callable[[str], None]):
+    def __init__(
+        self,
+        on_connected: Callable[[str], None],
+        on_gone: Callable[[str], None],
+        on_write: Optional[Callable[[str, str, Any], None]] = None,
+    ):
         super().__init__()
         self._on_connected = on_connected
         self._on_gone = on_gone
+        # Called as on_write(sid, room_id, message_id); None when not recording.
+        self.on_write = on_write
+
+    def emit(self, event: str, data: Any, namespace: str, room: Any = None,
+             skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
+        on_write = self.on_write
+        # tuples are several event arguments, anything else one (as upstream)
+        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
+        room_id, msg_id = (_message_ids(args[0]) if event == EVENT_MESSAGE and len(args) == 1
+                           else (None, None))
+        extra = {k: v for k, v in kwargs.items() if k != "ignore_queue"}  # in-memory manager
+        if on_write is None or room_id is None or callback is not None or extra:
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                callback=callback, to=to, **kwargs)
+        # Upstream's emit, with one recording packet per recipient.
+        if namespace not in self.rooms:
+            return None
+        encoded = self.server.packet_class(
+            socketio.packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+        if not isinstance(encoded, str):  # binary attachments: not recorded
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                callback=callback, to=to)
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        for sid, eio_sid in self.get_participants(namespace, to or room):
+            if sid not in skip:
+                self.server._send_eio_packet(eio_sid, _RecordedPacket(
+                    encoded, functools.partial(on_write, sid, room_id, msg_id)))
+        return None
 
     def connect(self, sid: str, namespace: str) -> Any:
         sid = super().connect(sid, namespace)
@@ -224,13 +303,18 @@ class _FrameBatch(eio_packet.Packet):
     the writer thread and in queue order.
     """
 
-    def __init__(self, raw_sock: socket.socket, frames: bytes, last: str) -> None:
+    def __init__(self, raw_sock: socket.socket, frames: bytes, last: str,
+                 on_write: Optional[Callable[[], None]] = None) -> None:
         super().__init__(eio_packet.MESSAGE, data=last)
         self._raw_sock = raw_sock
         self._frames: Optional[bytes] = frames
+        self._on_write = on_write
 
     def encode(self, b64: bool = False) -> Any:
         frames, self._frames = self._frames, None
+        on_write, self._on_write = self._on_write, None
+        if on_write is not None:
+            on_write()
         if frames:
             self._raw_sock.sendall(frames)  # an OSError ends the writer, as ws.send would
         return super().encode(b64)
@@ -358,6 +442,8 @@ class Emulator:
         ``message`` events (if it listens to the room).  Settable later.
     :param max_message_size: largest incoming Engine.IO packet in bytes; a
         larger one closes the connection, as the real (Node) server does.
+    :param record_writes: record every ``message`` event as it is written to
+        a socket, in :attr:`written` (for delivery checks across faults).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -374,6 +460,7 @@ class Emulator:
         ping_timeout: float = 20.0,
         echo_sender: bool = True,
         max_message_size: int = 1_000_000,
+        record_writes: bool = False,
     ) -> None:
         if isinstance(tokens, str) or isinstance(api_keys, str):
             raise TypeError("tokens and api_keys must be iterables of strings, not a string")
@@ -402,6 +489,8 @@ class Emulator:
         self._connections = 0
         self._refused = 0
         self._fast_post_many = True  # private switch, used to compare both paths
+        self._written: List[WrittenMessage] = []
+        self._record_writes = bool(record_writes)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -422,7 +511,8 @@ class Emulator:
                 logger=False,
                 engineio_logger=False,
                 client_manager=_Manager(
-                    lambda sid: self._on_connected(gen, sid), lambda sid: self._on_gone(gen, sid)
+                    lambda sid: self._on_connected(gen, sid), lambda sid: self._on_gone(gen, sid),
+                    self._record_write if self._record_writes else None,
                 ),
                 ping_interval=self._ping[0],
                 ping_timeout=self._ping[1],
@@ -740,14 +830,14 @@ class Emulator:
             self._ids = itertools.count(first + len(texts))
             with self._lock:
                 targets = [
-                    (c.eio_sid, c.raw_sock)
+                    (c.eio_sid, c.raw_sock, sid)
                     for sid in self._rooms.get(room_id, ())
                     if (c := self._clients.get(sid)) is not None
                 ]
             if not targets:
                 return len(texts)
             packets = [encode(first + i, text) for i, text in enumerate(texts)]
-            if self._fast_post_many and all(raw is not None for _, raw in targets):
+            if self._fast_post_many and all(raw is not None for _, raw, _ in targets):
                 chunks = []
                 for start in range(0, len(packets), _BATCH):
                     chunk = packets[start:start + _BATCH]
@@ -755,13 +845,23 @@ class Emulator:
                         _ws_text_frame(("4" + p).encode("utf-8")) for p in chunk[:-1]
                     )
                     chunks.append((frames, chunk[-1]))
-                for eio_sid, raw in targets:
-                    for frames, last in chunks:
-                        gen.sio.eio.send_packet(eio_sid, _FrameBatch(raw, frames, last))
+                for eio_sid, raw, sid in targets:
+                    for n, (frames, last) in enumerate(chunks):
+                        on_write = None
+                        if self._record_writes:
+                            ids = range(first + n * _BATCH,
+                                        first + min((n + 1) * _BATCH, len(texts)))
+                            on_write = functools.partial(
+                                self._record_writes_of, sid, room_id, ids)
+                        gen.sio.eio.send_packet(eio_sid, _FrameBatch(raw, frames, last, on_write))
             else:
-                for eio_sid, _ in targets:
-                    for p in packets:
-                        gen.sio.eio.send_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, p))
+                for eio_sid, _, sid in targets:
+                    for i, p in enumerate(packets):
+                        pkt = eio_packet.Packet(eio_packet.MESSAGE, p)
+                        if self._record_writes:
+                            pkt = _RecordedPacket(p, functools.partial(
+                                self._record_write, sid, room_id, first + i))
+                        gen.sio.eio.send_packet(eio_sid, pkt)
         return len(texts)
 
     def push_raw(
@@ -812,6 +912,31 @@ class Emulator:
         """Messages bots sent and the emulator accepted, oldest first (a copy)."""
         with self._lock:
             return list(self._sent)
+
+    def _record_write(self, sid: str, room_id: str, message_id: Any) -> None:
+        # On a socket's writer thread, as it takes a message packet to write.
+        with self._lock:
+            self._written.append(WrittenMessage(sid, room_id, message_id, time.monotonic()))
+
+    def _record_writes_of(self, sid: str, room_id: str, message_ids: Iterable[Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._written.extend(WrittenMessage(sid, room_id, m, now) for m in message_ids)
+
+    @property
+    def written(self) -> List[WrittenMessage]:
+        """``message`` events written to sockets, in write order (a copy).
+
+        Recorded only with ``Emulator(record_writes=True)`` (empty otherwise):
+        see :class:`WrittenMessage` for what "written" means.
+        """
+        with self._lock:
+            return list(self._written)
+
+    def clear_written(self) -> None:
+        """Forget the :attr:`written` record."""
+        with self._lock:
+            self._written.clear()
 
     def clear_sent(self) -> None:
         """Forget the :attr:`sent` and :attr:`requests` records."""
