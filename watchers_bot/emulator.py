@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -444,6 +445,9 @@ class Emulator:
         larger one closes the connection, as the real (Node) server does.
     :param record_writes: record every ``message`` event as it is written to
         a socket, in :attr:`written` (for delivery checks across faults).
+    :param ssl_context: an :class:`ssl.SSLContext` with the server's
+        certificate loaded: serve TLS, and :attr:`url` is ``https://...``
+        (for TLS and proxy tests).  The TLS handshake runs in the accept loop.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -461,6 +465,7 @@ class Emulator:
         echo_sender: bool = True,
         max_message_size: int = 1_000_000,
         record_writes: bool = False,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if isinstance(tokens, str) or isinstance(api_keys, str):
             raise TypeError("tokens and api_keys must be iterables of strings, not a string")
@@ -491,6 +496,7 @@ class Emulator:
         self._fast_post_many = True  # private switch, used to compare both paths
         self._written: List[WrittenMessage] = []
         self._record_writes = bool(record_writes)
+        self._ssl_context = ssl_context
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -532,7 +538,8 @@ class Emulator:
                 listener.bind((self._host, self._port))
                 listener.listen(128)
                 port = listener.getsockname()[1]
-                httpd = _HTTPServer(self._host, port, app, _QuietHandler, fd=listener.fileno())
+                httpd = _HTTPServer(self._host, port, app, _QuietHandler,
+                                   ssl_context=self._ssl_context, fd=listener.fileno())
             finally:
                 listener.close()  # werkzeug holds its own duplicate
             httpd.timeout = _SERVE_POLL
@@ -665,7 +672,8 @@ class Emulator:
         if not self._port:
             raise RuntimeError("the emulator has no port yet: call start() first")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{host}:{self._port}"
 
     @property
     def project(self) -> str:
