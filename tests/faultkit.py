@@ -1,0 +1,204 @@
+"""Helpers shared by the fault, fuzz and soak tests (their fixtures are in
+``conftest_faults.py``, loaded with ``pytest_plugins = ["conftest_faults"]``).
+
+:func:`make_rig` builds a :class:`Rig`: an emulator with short pings (1 s interval, 1 s
+timeout, so a half-open link is noticed in about 2 s) that records which
+message was written to which socket, a :class:`faultproxy.FaultProxy` in front
+of it, and a factory of bots connected through the proxy.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
+
+from faultproxy import FaultProxy
+
+from watchers_bot import Bot
+from watchers_bot.emulator import Emulator, WrittenMessage
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+TOKEN = "test-token"
+KEY = "test-key"
+BOT_ID = "bot-1"
+
+#: Errors a send may raise on purpose; anything else is a bug.
+TYPED_SEND_ERRORS: Tuple[str, ...] = (
+    "ConnectionLost", "AckTimeout", "ConnectFailed", "ServerError",
+)
+
+CLIENT_THREAD_MARKERS = ("watchers-bot", "_read_loop", "_write_loop", "_handle_eio",
+                         "_handle_reconnect", "_supervise")
+
+
+def client_threads() -> set:
+    """Threads of bots and of python-socketio's client (not the emulator's or the proxy's)."""
+    return {t for t in threading.enumerate() if any(m in t.name for m in CLIENT_THREAD_MARKERS)}
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.01)
+
+
+class Rig:
+    """An emulator, a fault proxy in front of it, and bots connected through the proxy."""
+
+    def __init__(self, emulator: Emulator, proxy: FaultProxy) -> None:
+        self.emulator = emulator
+        self.proxy = proxy
+        self.bots: List[Bot] = []
+
+    def bot(self, **kwargs: Any) -> Bot:
+        options: Dict[str, Any] = {
+            "connect_timeout": 3.0, "ack_timeout": 3.0,
+            "reconnect_delay": 0.05, "reconnect_delay_max": 0.5,
+        }
+        options.update(kwargs)
+        via_proxy = options.pop("via_proxy", True)
+        url = self.proxy.url if via_proxy else self.emulator.url
+        bot = Bot(options.pop("token", TOKEN), KEY, options.pop("bot_id", BOT_ID), url=url,
+                  **options)
+        self.bots.append(bot)
+        return bot
+
+    def close(self) -> None:
+        for bot in self.bots:
+            bot.close()
+        self.proxy.stop()
+        self.emulator.stop()
+
+
+def make_rig(**emulator_options: Any) -> Rig:
+    options: Dict[str, Any] = {
+        "tokens": [TOKEN], "api_keys": [KEY], "ping_interval": 1, "ping_timeout": 1,
+        "record_writes": True, "echo_sender": False,
+    }
+    options.update(emulator_options)
+    emulator = Emulator(**options).start()
+    proxy = FaultProxy(("127.0.0.1", emulator.port)).start()
+    return Rig(emulator, proxy)
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class DeliveryReport:
+    """What :func:`check_delivery` found (all counts are messages)."""
+
+    def __init__(self) -> None:
+        self.written = 0  # written by the server to one of the bot's sockets
+        self.received = 0  # received by the consumer
+        self.tail_lost = 0  # written to a link that died, after the last one read on it
+        self.tails: Dict[str, int] = {}  # tail_lost per socket
+        self.sockets = 0
+
+    def __repr__(self) -> str:
+        return (f"<DeliveryReport written={self.written} received={self.received} "
+                f"tail_lost={self.tail_lost} sockets={self.sockets}>")
+
+
+def check_delivery(
+    written: Sequence[WrittenMessage],
+    received: Sequence[Tuple[str, Any]],
+    *,
+    complete_sids: Iterable[str] = (),
+) -> DeliveryReport:
+    """Check what a consumer received against what the server wrote to the bot.
+
+    ``written`` are the emulator's records (every socket in them is the bot's);
+    ``received`` is ``(room_id, message_id)`` in the order the consumer got them.
+
+    - nothing is received twice, nothing is received that was not written;
+    - each room's messages come in server order (ids increase);
+    - on each socket, what was received is a *prefix* of what was written to
+      it: the only messages allowed to be missing are the tail of a link that
+      died (written to the kernel, never read by the client).  Messages posted
+      while the bot had no link (or had not listened again yet) were written to
+      no socket of the bot and are not expected;
+    - on the sockets in ``complete_sids`` (links that ended cleanly or are still
+      up after a final drain) everything written was received.
+    """
+    report = DeliveryReport()
+    ids = [m for _, m in received]
+    assert len(ids) == len(set(ids)), "a message was delivered twice: " + repr(
+        [m for m, n in collections.Counter(ids).items() if n > 1][:10])
+    per_room: Dict[str, List[Any]] = collections.defaultdict(list)
+    for room, m in received:
+        per_room[room].append(m)
+    for room, got in per_room.items():
+        assert got == sorted(got), f"room {room}: out of order: {_first_inversion(got)}"
+    by_sid: Dict[str, List[WrittenMessage]] = collections.defaultdict(list)
+    for w in written:
+        by_sid[w.sid].append(w)
+    written_ids = {w.message_id for w in written}
+    unexpected = [m for m in ids if m not in written_ids]
+    assert not unexpected, f"received messages never written to the bot: {unexpected[:10]}"
+    got = set(ids)
+    complete = set(complete_sids)
+    for sid, ws in by_sid.items():
+        read = [i for i, w in enumerate(ws) if w.message_id in got]
+        last = read[-1] if read else -1
+        holes = [w.message_id for w in ws[:last + 1] if w.message_id not in got]
+        assert not holes, (f"socket {sid}: messages missing before the last one read "
+                           f"(lost while the link was up): {holes[:10]}")
+        tail = len(ws) - (last + 1)
+        if sid in complete:
+            assert tail == 0, (f"socket {sid} ended cleanly but {tail} message(s) written "
+                               f"to it never arrived: {[w.message_id for w in ws[last + 1:]][:10]}")
+        report.tail_lost += tail
+        report.tails[sid] = tail
+    report.written = len(written)
+    report.received = len(ids)
+    report.sockets = len(by_sid)
+    return report
+
+
+def _first_inversion(seq: Sequence[Any]) -> Any:
+    for i in range(1, len(seq)):
+        if seq[i] < seq[i - 1]:
+            return seq[max(i - 3, 0):i + 3]
+    return None
+
+
+class Consumer:
+    """A thread reading ``bot.messages()`` into ``received`` as ``(room_id, id)``."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.received: List[Tuple[str, Any]] = []
+        self.error: Any = None
+        self.thread = threading.Thread(target=self._run, name="test-consumer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for msg in self.bot.messages():
+                self.received.append((msg.room_id, msg.id))
+        except Exception as exc:  # surfaced by the test
+            self.error = exc
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the consumer did not end after close()"
+
+
+def drain(consumer: Consumer, emulator: Emulator, timeout: float = 10.0) -> List[str]:
+    """Wait until the consumer got everything written to the sockets connected now;
+    returns those sids (whose delivery must then be complete)."""
+    sids = set(emulator.clients)
+
+    def done() -> bool:
+        want = {w.message_id for w in emulator.written if w.sid in sids}
+        return want <= {m for _, m in consumer.received}
+
+    wait_until(done, timeout, "the consumer to read everything written to the live link")
+    return sorted(sids)
