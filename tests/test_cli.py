@@ -594,3 +594,34 @@ def test_serve_generates_credentials_and_stops_on_sigterm(procs: Callable[..., P
     stopped = server.finish()
     assert stopped.code == 0
     assert "Traceback" not in stopped.text
+
+
+# --------------------------------------------------------------------------- listen --pretty
+
+
+def test_listen_pretty_prints_readable_lines(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    posts = [
+        ("room-a", "hello", {"user_id": "alice"}),
+        ("room-b", "two\nlines", {"user_id": "bob"}),
+        ("room-a", "bell\x07 and \x1b[31mred", {"user_id": "eve"}),
+    ]
+    with Poster(emu, posts):
+        code = main(["-q", "listen", "room-a", "room-b", "--pretty", "--count", "3",
+                     "--timeout", str(WAIT)])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    stamp = r"\d\d:\d\d:\d\d"
+    assert re.fullmatch(stamp + r"  room-a  alice: hello", lines[0]), lines
+    assert re.fullmatch(stamp + r"  room-b  bob: two", lines[1]), lines
+    # A multi-line text continues under its first line.
+    assert lines[2] == " " * len(lines[1][: -len("two")]) + "lines"
+    # Control characters (terminal escapes) are shown, not obeyed.
+    assert lines[3].endswith("eve: bell\\x07 and \\x1b[31mred"), lines
+    assert len(lines) == 4
+
+
+def test_listen_pretty_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["listen", "--help"]) == 0
+    assert "--pretty" in capsys.readouterr().out

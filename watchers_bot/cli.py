@@ -6,21 +6,24 @@
     watchers-bot serve [--port 8765] ...        # run the emulator until Ctrl-C
     watchers-bot listen ROOM [ROOM ...]         # print messages as JSON lines
     watchers-bot send ROOM TEXT                 # post as the bot (TEXT "-" reads stdin)
+    watchers-bot doctor [--room R] [--send T]   # check a configuration end to end
 
-``listen`` and ``send`` take their credentials from ``--token``, ``--api-key``,
+``listen``, ``send`` and ``doctor`` take their credentials from ``--token``, ``--api-key``,
 ``--bot-id``, ``--region`` and ``--url``, falling back to the ``WATCHERS_*``
 environment variables (prefer the variables: command-line arguments are
 visible to other users of the machine).
 
 Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).  ``serve`` exits 0 on Ctrl-C and SIGTERM: that is
-how it is meant to stop.  Errors are one line on stderr, never a traceback
+how it is meant to stop.  ``doctor`` exits 0 when every check it ran passed,
+1 otherwise.  Errors are one line on stderr, never a traceback
 (``-vv`` adds it for unexpected errors), and never contain a token or API key.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import logging
@@ -29,14 +32,30 @@ import os
 import secrets
 import shlex
 import signal
+import socket
+import ssl
 import sys
 import threading
+import time
+import unicodedata
+from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from . import __version__
 from ._logging import RedactingFilter, redact
-from .bot import Bot
-from .errors import BotClosed, WatchersError
+from .bot import Bot, _is_insecure_remote
+from .errors import (
+    AckTimeout,
+    AuthError,
+    BotClosed,
+    ConnectFailed,
+    ConnectionLost,
+    ServerError,
+    WatchersError,
+)
+from .models import Message
+from .regions import DEFAULT_REGION, resolve_url
 
 __all__ = ["main"]
 
@@ -138,6 +157,19 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", metavar="S", type=_positive_float, default=None,
         help="seconds to wait for the connection (default 10)",
     )
+    group.add_argument(
+        "--ca-certs", metavar="FILE", default=None,
+        help="CA bundle (PEM) to verify the server's certificate with, instead of the "
+        "system's (e.g. a TLS-inspecting proxy's CA)",
+    )
+    group.add_argument(
+        "--no-verify-ssl", dest="verify_ssl", action="store_false", default=True,
+        help="do not verify the server's TLS certificate (insecure; for diagnosis only)",
+    )
+    group.add_argument(
+        "--allow-insecure", action="store_true", default=False,
+        help="allow an unencrypted ws:// or http:// URL to a host other than this machine",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
@@ -219,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", metavar="S", type=_positive_float, default=None,
         help="stop after S seconds without a message",
     )
+    listen.add_argument(
+        "--pretty", action="store_true", default=False,
+        help="one readable line per message (time, room, user: text) instead of JSON",
+    )
     _add_credentials(listen)
 
     send = commands.add_parser(
@@ -232,6 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the acknowledgement (default 10)",
     )
     _add_credentials(send)
+
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check a configuration end to end",
+        description="Check the configuration, then each step of a connection: endpoint, "
+        "proxy, DNS, TCP, TLS, Socket.IO connect and token; with --room, listening; with "
+        "--send, posting a message.  Prints one line per check (ok, FAIL or skip) and "
+        "exits 0 only if every check it ran passed.  Never prints a secret.",
+    )
+    doctor.add_argument(
+        "--room", metavar="ROOM", default=None,
+        help="also listen to ROOM and wait for the acknowledgement (checks the API key)",
+    )
+    doctor.add_argument(
+        "--send", metavar="TEXT", default=None,
+        help="also post TEXT in ROOM as the bot and wait for the acknowledgement "
+        "(needs --room and a bot id; the message is really posted)",
+    )
+    doctor.add_argument(
+        "--timeout", metavar="S", type=_positive_float, default=10.0,
+        help="seconds each check may take (default 10)",
+    )
+    _add_credentials(doctor)
     return parser
 
 
@@ -357,7 +415,19 @@ def _bot_from_args(
             overrides[name] = value
     if args.connect_timeout is not None:
         overrides["connect_timeout"] = args.connect_timeout
+    overrides.update(_tls_overrides(args))
     return Bot.from_env(**overrides)
+
+
+def _tls_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    overrides: Dict[str, Any] = {}
+    if args.ca_certs is not None:
+        overrides["ca_certs"] = args.ca_certs
+    if not args.verify_ssl:
+        overrides["verify_ssl"] = False
+    if args.allow_insecure:
+        overrides["allow_insecure"] = True
+    return overrides
 
 
 # --------------------------------------------------------------------------- commands
@@ -369,7 +439,10 @@ def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
         rooms = ", ".join(args.rooms)
         _status(args, f"listening to {rooms} on {bot.url} (Ctrl-C to stop)")
         for count, msg in enumerate(bot.messages(timeout=args.timeout), 1):
-            line = json.dumps(dict(msg.raw), ensure_ascii=False)
+            if args.pretty:
+                line = _pretty(msg, datetime.now())
+            else:
+                line = json.dumps(dict(msg.raw), ensure_ascii=False)
             try:
                 print(line, flush=True)
             except BrokenPipeError:
@@ -379,6 +452,27 @@ def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
             if args.count is not None and count >= args.count:
                 break
     return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes included) shown as ``\\xNN``."""
+    return "".join(
+        ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def _pretty(msg: Message, when: datetime) -> str:
+    """A message as one readable line: ``12:34:56  room  user: text``.
+
+    The time is when the message arrived (payloads carry none).  Lines of a
+    multi-line text after the first are indented under it.
+    """
+    head = f"{when:%H:%M:%S}  {_printable(msg.room_id)}  {_printable(msg.user_id or '?')}: "
+    lines = _printable(msg.text).split("\n")
+    indent = "\n" + " " * len(head)
+    return head + indent.join(line.replace("\t", "    ") for line in lines)
 
 
 def _silence_stdout() -> None:
@@ -539,11 +633,426 @@ def _cmd_serve(args: argparse.Namespace, secrets_: _Secrets) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- doctor
+
+OK, FAIL, SKIP = "ok", "FAIL", "skip"
+
+_DOCTOR_VARIABLES = (
+    # (attribute, variable, option, what)
+    ("token", "WATCHERS_TOKEN", "--token", "token"),
+    ("api_key", "WATCHERS_API_KEY", "--api-key", "API key"),
+    ("bot_id", "WATCHERS_BOT_ID", "--bot-id", "bot id"),
+    ("region", "WATCHERS_REGION", "--region", "region"),
+    ("url", "WATCHERS_URL", "--url", "url"),
+)
+
+
+class _CheckFailed(Exception):
+    """A check failed; the text is its one-line explanation."""
+
+
+def _ms(started: float) -> str:
+    return f"{(time.monotonic() - started) * 1000:.0f} ms"
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _resolve(host: str, port: int, timeout: float) -> List[Tuple[Any, ...]]:
+    """``getaddrinfo`` bounded by ``timeout`` (it has no timeout of its own)."""
+    box: List[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:  # reported by the caller
+            box.append(exc)
+
+    worker = threading.Thread(target=work, name="watchers-doctor-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not box:
+        raise _CheckFailed(f"cannot resolve {host}: no answer in {timeout:g}s "
+                           "(is a DNS server reachable?)")
+    if isinstance(box[0], BaseException):
+        exc = box[0]
+        raise _CheckFailed(f"cannot resolve {host}: {_os_reason(exc)} "
+                           "(check the host name in the URL, and DNS)")
+    return list(box[0])
+
+
+def _tls_hint(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = str(exc.verify_message or exc.reason or exc)
+        lowered = message.lower()
+        if "hostname" in lowered or "ip address mismatch" in lowered:
+            hint = "the certificate is for another host: check --url/--region"
+        elif "expired" in lowered or "not yet valid" in lowered:
+            hint = "check the server's certificate, and this machine's clock"
+        else:
+            hint = ("the certificate is not signed by a CA this machine trusts: pass "
+                    "--ca-certs FILE with the CA bundle; behind a TLS-inspecting proxy, "
+                    "its CA")
+        return f"certificate verification failed: {message} ({hint})"
+    reason = str(exc.reason or exc)
+    if "WRONG_VERSION_NUMBER" in reason or "record layer" in reason.lower():
+        return (f"TLS handshake failed: {reason} (the server does not speak TLS on this "
+                "port: a ws:// endpoint?)")
+    return f"TLS handshake failed: {reason}"
+
+
+class _Doctor:
+    """``watchers-bot doctor``: each check prints one line; a failure skips what depends on it."""
+
+    def __init__(self, args: argparse.Namespace, secrets_: _Secrets) -> None:
+        self.args = args
+        self.secrets = secrets_
+        self.timeout: float = args.timeout
+        self.results: List[str] = []
+        self.values: Dict[str, Optional[str]] = {}
+        self.sources: Dict[str, str] = {}
+        self.proxy_auth: Optional[Tuple[str, str]] = None
+        self.bot: Optional[Bot] = None
+
+    # -------------------------------------------------------------- output
+
+    def line(self, status: str, name: str, detail: str) -> None:
+        self.results.append(status)
+        text = _one_line(self.secrets.mask(detail))
+        print(f"{status:<4}  {name:<9}  {text}", flush=True)
+
+    def check(self, name: str, fn: Any) -> Any:
+        """Run ``fn`` (returns ``(detail, value)``); print its line; ``None`` on failure."""
+        try:
+            detail, value = fn()
+        except _CheckFailed as exc:
+            self.line(FAIL, name, str(exc))
+            return None
+        self.line(OK, name, detail)
+        return value if value is not None else True
+
+    def skip(self, names: Sequence[str], why: str) -> None:
+        for name in names:
+            self.line(SKIP, name, why)
+
+    # -------------------------------------------------------------- checks
+
+    def configuration(self) -> Tuple[str, bool]:
+        args = self.args
+        for attr, variable, option, _what in _DOCTOR_VARIABLES:
+            value = getattr(args, attr)
+            if value is not None:
+                self.values[attr], self.sources[attr] = value, option
+                continue
+            env = os.environ.get(variable, "").strip()
+            if env:
+                self.values[attr], self.sources[attr] = env, variable
+            else:
+                self.values[attr] = None
+        self.secrets.add(self.values["token"], self.values["api_key"])
+        missing = []
+        needed = _DOCTOR_VARIABLES[:2] + (_DOCTOR_VARIABLES[2:3] if args.send else ())
+        for attr, variable, option, what in needed:
+            value = self.values[attr]
+            if value is None or not value.strip():
+                missing.append(f"{what} ({variable} or {option})")
+        if missing:
+            raise _CheckFailed("not set: " + ", ".join(missing))
+        found = [
+            f"{what} from {self.sources[attr]}"
+            for attr, _variable, _option, what in _DOCTOR_VARIABLES
+            if attr in self.sources
+        ]
+        if self.values["bot_id"] is None:
+            found.append("no bot id (only needed to send)")
+        return ", ".join(found), True
+
+    def endpoint(self) -> Tuple[str, Tuple[str, str, int, bool]]:
+        region, url = self.values["region"], self.values["url"]
+        try:
+            resolved = resolve_url(region or DEFAULT_REGION, url)
+            parts = urlsplit(resolved)
+            secure = parts.scheme.lower() in ("wss", "https")
+            port = parts.port or (443 if secure else 80)
+        except (ValueError, TypeError) as exc:
+            raise _CheckFailed(str(exc)) from None
+        if not self.args.allow_insecure and _is_insecure_remote(resolved):
+            raise _CheckFailed(
+                f"{resolved} is unencrypted and not on this machine: the token would travel "
+                "in clear; use wss:// (or pass --allow-insecure)"
+            )
+        host = parts.hostname or ""
+        if url is not None:
+            origin = f"from {self.sources['url']}"
+            if region is not None:
+                origin += f"; {self.sources['region']} ignored"
+        else:
+            where = f"from {self.sources['region']}" if region is not None else "the default"
+            origin = f"region {(region or DEFAULT_REGION).strip().lower()}, {where}"
+        return f"{resolved} ({origin})", (resolved, host, port, secure)
+
+    def proxy(self, host: str, port: int, secure: bool) -> Tuple[str, Optional[Tuple[str, int]]]:
+        variable = "https_proxy" if secure else "http_proxy"
+        setting = os.environ.get(variable) or os.environ.get(variable.upper())
+        try:
+            from websocket._url import get_proxy_info  # what the bot's websocket does
+        except ImportError:  # pragma: no cover - websocket-client moved it
+            return "not checked (websocket-client's proxy rules not found)", None
+        try:
+            proxy_host, proxy_port, proxy_auth = get_proxy_info(host, secure)
+        except Exception as exc:
+            raise _CheckFailed(f"bad proxy setting in {variable}: {exc}") from None
+        if not proxy_host:
+            if setting:
+                return f"direct: NO_PROXY matches {host}", None
+            return f"direct: no {variable}/{variable.upper()} variable", None
+        if proxy_auth:
+            self.secrets.add(*(part for part in proxy_auth if part))
+            self.proxy_auth = proxy_auth
+        if not proxy_port:
+            raise _CheckFailed(f"the proxy in {variable} has no port: "
+                               "write it as http://HOST:PORT")
+        return (f"through {proxy_host}:{proxy_port} (from {variable}; add {host} to NO_PROXY "
+                "to bypass it)"), (proxy_host, int(proxy_port))
+
+    def dns(self, host: str, port: int, proxy: Optional[Tuple[str, int]]) -> Tuple[str, Any]:
+        target, target_port = proxy if proxy else (host, port)
+        infos = _resolve(target, target_port, self.timeout)
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more"
+                                            if len(addresses) > 3 else "")
+        what = f"proxy {target}" if proxy else target
+        note = f"; the proxy resolves {host}" if proxy else ""
+        return f"{what} -> {shown}{note}", infos
+
+    def tcp(self, host: str, port: int, infos: List[Tuple[Any, ...]],
+            proxy: Optional[Tuple[str, int]]) -> Tuple[str, socket.socket]:
+        started = time.monotonic()
+        last: Optional[BaseException] = None
+        sock: Optional[socket.socket] = None
+        for family, kind, proto, _canon, address in infos:
+            candidate = socket.socket(family, kind, proto)
+            candidate.settimeout(self.timeout)
+            try:
+                candidate.connect(address)
+            except OSError as exc:
+                candidate.close()
+                last = exc
+                continue
+            sock = candidate
+            break
+        target = f"{proxy[0]}:{proxy[1]}" if proxy else f"{host}:{port}"
+        if sock is None:
+            reason = _os_reason(last) if last is not None else "no address"
+            what = "the proxy " if proxy else ""
+            raise _CheckFailed(
+                f"cannot connect to {what}{target}: {reason} (is the server up, the port "
+                "right, and no firewall in the way?)"
+            )
+        if proxy is None:
+            return f"connected to {target} in {_ms(started)}", sock
+        try:
+            status = self._tunnel(sock, host, port)
+        except BaseException:
+            sock.close()
+            raise
+        return (f"connected to proxy {target}; tunnel to {host}:{port} opened in "
+                f"{_ms(started)} ({status})"), sock
+
+    def _tunnel(self, sock: socket.socket, host: str, port: int) -> str:
+        request = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        auth = self.proxy_auth
+        if auth and auth[0]:
+            pair = auth[0] + (f":{auth[1]}" if auth[1] else "")
+            request += f"Proxy-Authorization: Basic {base64.b64encode(pair.encode()).decode()}\r\n"
+        request += "\r\n"
+        try:
+            sock.sendall(request.encode("latin-1"))
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 16384:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError as exc:
+            raise _CheckFailed(f"the proxy failed during CONNECT: {_os_reason(exc)}") from None
+        status = head.split(b"\r\n", 1)[0].decode("latin-1", "replace").strip()
+        fields = status.split(None, 2)
+        if len(fields) < 2 or fields[1] != "200":
+            raise _CheckFailed(f"the proxy refused the tunnel to {host}:{port}: "
+                               f"{status or 'no answer'}")
+        return status
+
+    def tls(self, sock: socket.socket, host: str) -> Tuple[str, socket.socket]:
+        args = self.args
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if args.verify_ssl:
+            bundle = args.ca_certs or os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE")
+            if bundle:
+                try:
+                    context.load_verify_locations(cafile=bundle)
+                except (OSError, ssl.SSLError, ValueError) as exc:
+                    raise _CheckFailed(
+                        f"cannot load the CA bundle {bundle}: {_os_reason(exc)}"
+                    ) from None
+            else:
+                context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        started = time.monotonic()
+        try:
+            tls = context.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLError as exc:
+            raise _CheckFailed(_tls_hint(exc)) from None
+        except OSError as exc:
+            raise _CheckFailed(f"TLS handshake failed: {_os_reason(exc)}") from None
+        version = tls.version() or "TLS"
+        if not args.verify_ssl:
+            return (f"{version} handshake in {_ms(started)}; certificate NOT verified "
+                    "(--no-verify-ssl)"), tls
+        cert = tls.getpeercert() or {}
+        issuer = dict(pair[0] for pair in cert.get("issuer", ()) if pair)
+        detail = f"{version} in {_ms(started)}, certificate verified for {host}"
+        if issuer.get("organizationName") or issuer.get("commonName"):
+            detail += f" (issued by {issuer.get('organizationName') or issuer['commonName']}"
+            expires = cert.get("notAfter")
+            detail += f", expires {expires})" if expires else ")"
+        if args.ca_certs:
+            detail += f" with CA bundle {args.ca_certs}"
+        elif os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE"):
+            detail += " with the CA bundle in WEBSOCKET_CLIENT_CA_BUNDLE"
+        return detail, tls
+
+    def socketio(self, url: str) -> Tuple[str, Bot]:
+        args = self.args
+        values = self.values
+        bot = Bot(
+            values["token"] or "", values["api_key"] or "", values["bot_id"], url=url,
+            connect_timeout=args.connect_timeout or self.timeout, ack_timeout=self.timeout,
+            reconnect=False, **_tls_overrides(args),
+        )
+        self.bot = bot
+        started = time.monotonic()
+        try:
+            bot.connect()
+        except AuthError as exc:
+            raise _CheckFailed(f"token refused: {exc.reason}") from None
+        except ConnectFailed as exc:
+            raise _CheckFailed(
+                f"no Socket.IO connection: {exc} (the checks above passed: is {url} a "
+                "Watchers bot endpoint?)"
+            ) from None
+        return f"connected in {_ms(started)}, token accepted", bot
+
+    def listen(self, bot: Bot, room: str) -> Tuple[str, bool]:
+        started = time.monotonic()
+        try:
+            bot.listen(room, timeout=self.timeout)
+        except ServerError as exc:
+            raise _CheckFailed(f"the server refused to listen to {room!r}: {exc} "
+                               "(check the API key and the room id)") from None
+        except AckTimeout:
+            raise _CheckFailed(f"no acknowledgement for {room!r} in {self.timeout:g}s") from None
+        except (ConnectionLost, ConnectFailed, BotClosed) as exc:
+            raise _CheckFailed(f"the link dropped while listening: {exc}") from None
+        return f"{room} acknowledged in {_ms(started)} (API key accepted)", True
+
+    def send(self, bot: Bot, room: str, text: str) -> Tuple[str, bool]:
+        started = time.monotonic()
+        try:
+            bot.send(room, text, timeout=self.timeout)
+        except ServerError as exc:
+            raise _CheckFailed(f"the server refused the message: {exc}") from None
+        except (AckTimeout, ConnectionLost) as exc:
+            raise _CheckFailed(f"{exc}") from None
+        except (ConnectFailed, BotClosed) as exc:
+            raise _CheckFailed(f"not sent: {exc}") from None
+        return f"posted {len(text)} character(s) in {room}, acknowledged in {_ms(started)}", True
+
+    # -------------------------------------------------------------- the run
+
+    def run(self) -> int:
+        args = self.args
+        if args.send is not None and args.room is None:
+            raise ValueError("doctor --send needs --room ROOM (where to post)")
+        try:
+            self._run()
+        finally:
+            if self.bot is not None:
+                self.bot.close()
+        failed = self.results.count(FAIL)
+        passed = self.results.count(OK)
+        skipped = self.results.count(SKIP)
+        if failed:
+            print(f"{failed} check(s) failed, {passed} passed, {skipped} skipped", flush=True)
+            return EXIT_ERROR
+        print(f"all {passed} check(s) passed, {skipped} skipped", flush=True)
+        return EXIT_OK
+
+    def _run(self) -> None:
+        args = self.args
+        later = ["socket.io", "listen", "send"]
+        configured = self.check("config", self.configuration)
+        endpoint = self.check("endpoint", self.endpoint)
+        if not endpoint:
+            self.skip(["proxy", "dns", "tcp", "tls", *later], "needs a valid endpoint")
+            return
+        url, host, port, secure = endpoint
+        proxy = self.check("proxy", lambda: self.proxy(host, port, secure))
+        if proxy is None:
+            self.skip(["dns", "tcp", "tls", *later], "needs a usable proxy setting")
+            return
+        proxy = proxy if isinstance(proxy, tuple) else None
+        infos = self.check("dns", lambda: self.dns(host, port, proxy))
+        if not infos:
+            self.skip(["tcp", "tls", *later], "needs the host's address")
+            return
+        sock = self.check("tcp", lambda: self.tcp(host, port, infos, proxy))
+        if not sock:
+            self.skip(["tls", *later], "needs a TCP connection")
+            return
+        try:
+            if secure:
+                sock = self.check("tls", lambda: self.tls(sock, host))
+                if not sock:
+                    self.skip(later, "needs a trusted TLS connection")
+                    return
+            else:
+                self.skip(["tls"], f"{urlsplit(url).scheme}:// is unencrypted")
+        finally:
+            if sock:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        if not configured:
+            self.skip(later, "needs the token and API key")
+            return
+        bot = self.check("socket.io", lambda: self.socketio(url))
+        if not bot:
+            self.skip(["listen", "send"], "needs a Socket.IO connection")
+            return
+        if args.room is None:
+            self.skip(["listen"], "pass --room ROOM to check listening (and the API key)")
+        elif not self.check("listen", lambda: self.listen(bot, args.room)):
+            self.skip(["send"], "needs listening to work")
+            return
+        if args.send is None:
+            self.skip(["send"], "pass --send TEXT (with --room) to post a test message")
+        else:
+            self.check("send", lambda: self.send(bot, args.room, args.send))
+
+
 _COMMANDS = {
     "demo": _cmd_demo,
     "serve": _cmd_serve,
     "listen": _cmd_listen,
     "send": _cmd_send,
+    "doctor": lambda args, secrets_: _Doctor(args, secrets_).run(),
 }
 
 
