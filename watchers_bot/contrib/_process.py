@@ -1,0 +1,195 @@
+"""One bot per process for web apps: created lazily, thread-safe, fork-aware.
+
+Shared by the Flask and Django integrations.  Framework-neutral.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import weakref
+from typing import Callable, Iterable, List, Optional
+
+from .. import bot as _bot_module
+from ..bot import Bot
+from ..errors import AuthError, BotClosed, ConfigError, WatchersError
+
+__all__ = ["BotSlot", "connect_and_listen"]
+
+log = logging.getLogger("watchers_bot")
+
+_slots: "weakref.WeakSet[BotSlot]" = weakref.WeakSet()
+
+
+def _abandon(bot: Bot) -> None:
+    # A bot inherited through fork() shares its socket with the parent: closing
+    # it here would write a websocket close frame on the parent's connection
+    # (the server then drops the parent) and wait for a reply the parent's
+    # reader consumes (the child hangs at exit).  Drop it without a word:
+    # take it off the library's close-at-exit list.  (Workaround: the library
+    # has no fork hook of its own yet.)
+    open_bots = getattr(_bot_module, "_open_bots", None)
+    if open_bots is not None:
+        open_bots.discard(bot)
+
+
+class BotSlot:
+    """Holds the bot of one app in this process.
+
+    :meth:`get` creates it on first use with ``factory`` (no network: a
+    :class:`~watchers_bot.Bot` connects on first use), under a lock, so
+    concurrent first requests share one bot.  After ``fork()`` the child starts
+    with an empty slot and never touches the parent's connection.
+    """
+
+    def __init__(self, factory: Callable[[], Bot], *, name: str = "watchers bot") -> None:
+        self._factory = factory
+        self._name = name
+        self._lock = threading.Lock()
+        self._bot: Optional[Bot] = None
+        self._pid = os.getpid()
+        self._on_close: List[Callable[[], None]] = []
+        self._threads: List[threading.Thread] = []
+        self.started = False
+        _slots.add(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # may have been held by a thread that is gone
+        inherited, self._bot = self._bot, None
+        self._on_close = []
+        self._threads = []
+        self.started = False
+        self._pid = os.getpid()
+        if inherited is not None:
+            _abandon(inherited)
+
+    def _check_pid(self) -> None:
+        if self._pid != os.getpid():  # forked without the hook (should not happen)
+            self._after_fork()
+
+    def get(self, on_create: Optional[Callable[[Bot], None]] = None) -> Bot:
+        """The bot, created on first call; ``on_create(bot)`` runs once, under the lock."""
+        self._check_pid()
+        bot = self._bot
+        if bot is not None and not bot.closed:
+            return bot
+        with self._lock:
+            bot = self._bot
+            if bot is None or bot.closed:
+                bot = self._factory()
+                self._bot = bot
+                log.debug("%s: created %r in process %d", self._name, bot, os.getpid())
+                if on_create is not None:
+                    on_create(bot)
+            return bot
+
+    def peek(self) -> Optional[Bot]:
+        """The bot if one was created in this process, else ``None``."""
+        self._check_pid()
+        return self._bot
+
+    def start_once(self, launch: Callable[[Bot], None]) -> Bot:
+        """The bot; the first call in this process (since the last :meth:`close`)
+        also runs ``launch(bot)``, under the lock.  Sets :attr:`started`."""
+        bot = self.get()
+        if self.started:
+            return bot
+        with self._lock:
+            if not self.started and self._bot is bot:
+                launch(bot)
+                self.started = True
+        return bot
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` before the bot is closed (e.g. stop a handler thread)."""
+        self._on_close.append(hook)
+
+    def add_thread(self, thread: threading.Thread) -> None:
+        """Join ``thread`` (bounded) after the bot is closed."""
+        self._threads.append(thread)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Run the close hooks, close the bot, join the threads and empty the
+        slot; the next :meth:`get` creates a new bot.  Idempotent."""
+        self._check_pid()
+        with self._lock:
+            bot, self._bot = self._bot, None
+            hooks, self._on_close = self._on_close, []
+            threads, self._threads = self._threads, []
+            self.started = False
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("%s: a close hook raised", self._name)
+        if bot is not None:
+            bot.close()
+        me = threading.current_thread()
+        for thread in threads:
+            if thread is not me:
+                thread.join(timeout)
+
+
+def _after_fork_in_child() -> None:
+    for slot in list(_slots):
+        slot._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _close_slots() -> None:
+    # Registered after watchers_bot.bot's own exit hook, so it runs first:
+    # handler threads stop before their bots close.
+    for slot in list(_slots):
+        if slot._pid == os.getpid():
+            try:
+                slot.close()
+            except Exception:  # pragma: no cover - never fail interpreter exit
+                log.debug("error closing a bot at exit", exc_info=True)
+
+
+def connect_and_listen(
+    bot: Bot,
+    rooms: Iterable[str],
+    stop: threading.Event,
+    *,
+    delay: float = 0.5,
+    max_delay: float = 30.0,
+) -> bool:
+    """Connect ``bot`` and listen to ``rooms``, retrying with backoff until it works.
+
+    A bot's *first* connection is not retried by the bot itself (only lost
+    links are), so a web app that starts while the server is unreachable would
+    otherwise never listen.  Returns ``True`` once listening, ``False`` if
+    ``stop`` was set, the bot was closed, or the failure is permanent (a
+    refused token, a configuration error), which is logged.
+    """
+    rooms = tuple(rooms)
+    attempt = 0
+    while not stop.is_set():
+        try:
+            if rooms:
+                bot.listen(*rooms)
+            else:
+                bot.connect()
+            return True
+        except BotClosed:
+            return False
+        except (AuthError, ConfigError) as exc:
+            log.error("watchers bot not started: %s", exc)
+            return False
+        except WatchersError as exc:
+            step = min(max_delay, delay * (2 ** min(attempt, 30)))
+            wait = random.uniform(step / 2, step)
+            attempt += 1
+            log.warning("watchers bot: could not %s (%s); retrying in %.1fs",
+                        "listen" if rooms else "connect", exc, wait)
+            if stop.wait(wait):
+                return False
+    return False
