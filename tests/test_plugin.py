@@ -144,3 +144,12 @@ def test_missing_emulator_extra_fails_with_the_install_command(pytester):
     ])
     assert "Traceback" not in result.stdout.str()
     assert "During handling" not in result.stdout.str()
+
+
+def test_readme_example_passes(pytester):
+    from test_readme import BLOCKS
+
+    [example] = [block for block in BLOCKS if "no conftest.py needed" in block]
+    pytester.makepyfile(test_my_bot=example)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
