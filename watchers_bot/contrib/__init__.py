@@ -26,14 +26,14 @@ __all__ = ["error_status", "parse_rooms"]
 def error_status(exc: BaseException) -> Tuple[int, Dict[str, Any]]:
     """An HTTP status and a JSON-ready body for an error raised by ``send()``.
 
-    ===============================================  ======================================
-    ``ServerError``                                  502: the server refused the message
+    =================================================  ======================================
+    ``ServerError``                                    502: the server refused the message
     ``AckTimeout``, ``ConnectionLost``, ``BotClosed``  504: delivery unknown (it may be posted)
-    ``ConnectFailed``                                503: nothing was sent
-    ``AuthError``                                    503: the token was refused
-    ``ConfigError``                                  500: the bot is misconfigured
-    ``TypeError``/``ValueError`` (argument checks)   400
-    ===============================================  ======================================
+    ``ConnectFailed``                                  503: nothing was sent
+    ``AuthError``                                      503: the token was refused
+    ``ConfigError``                                    500: the bot is misconfigured
+    ``TypeError``/``ValueError`` (argument checks)     400
+    =================================================  ======================================
 
     The body is ``{"ok": False, "error": <type>, "detail": <text>}``, plus
     ``"delivery": "unknown"`` or ``"not sent"`` where that is known; the text
