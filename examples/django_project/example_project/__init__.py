@@ -1,0 +1,1 @@
+"""An example Django project using ``watchers_bot.contrib.django``."""
