@@ -408,6 +408,11 @@ class _TrackingApp:
         gen = self._gen
         sock = environ.get("werkzeug.socket")
         token = sock if sock is not None else object()
+        if sock is not None:
+            # Small frames go out at once (no Nagle delay waiting for the
+            # client's ACK): what Node's http server does by default.
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with gen.active_cond:
             gen.active.add(token)
         try:
@@ -494,6 +499,10 @@ class Emulator:
         self._connections = 0
         self._refused = 0
         self._fast_post_many = True  # private switch, used to compare both paths
+        # Private switch, set by bench/: handle requests on each socket's reader
+        # thread (see _set_dispatch).  Off by default for now: it changes the
+        # timing that some fault tests depend on.
+        self._inline_requests = False
         self._written: List[WrittenMessage] = []
         self._record_writes = bool(record_writes)
         self._ssl_context = ssl_context
@@ -529,6 +538,7 @@ class Emulator:
             sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
             sio.on("*", lambda event, sid, *args: self._on_event(gen, event, sid, args))
             gen.sio = sio
+            self._set_dispatch(gen)
             app = _TrackingApp(socketio.WSGIApp(sio), gen)
 
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
@@ -794,6 +804,19 @@ class Emulator:
                 raise ValueError(f"error must be JSON-serializable: {exc}") from None
         with self._lock:
             self._rules[event] = _AckRule(mode, float(delay), error, times)
+            gen = self._gen
+            if gen is not None:
+                self._set_dispatch(gen)
+
+    def _set_dispatch(self, gen: _Generation) -> None:
+        # With _inline_requests, requests are handled on the socket's own
+        # reader thread, in order and without a thread start per request
+        # (python-socketio's default starts one), so that a benchmark measures
+        # the client.  A "delay" rule always needs a thread per request: its
+        # ack waits without holding up other requests.
+        gen.sio.async_handlers = not self._inline_requests or any(
+            r.mode == "delay" for r in self._rules.values()
+        )
 
     # ------------------------------------------------------------------ posting
 
