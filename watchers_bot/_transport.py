@@ -12,18 +12,39 @@ The seam is ``engineio.Client.start_background_task`` (public) as called by
 ``socketio.Client._engineio_client_class`` (private), which picks the Engine.IO
 client class.  ``tests/test_transport.py`` fails loudly if a release moves
 either; setup.cfg pins the tested range.
+
+The fast path (see BENCHMARKS.md for the profiles behind it), used only with
+the python-socketio/engineio versions in that range (``FAST_PATH``):
+
+* ``_WebSocket.recv`` parses websocket frames from a read buffer of its own:
+  websocket-client asks the kernel for each frame's header, length and payload
+  separately and checks UTF-8 in pure Python (its C accelerator is optional),
+  which was most of the receive time.  ``bytes.decode`` still rejects invalid
+  UTF-8.
+* ``_InlineEngineIOClient._receive_packet`` hands Engine.IO MESSAGE packets
+  straight to the Socket.IO client, without the logging and event-trigger
+  layers, and ``SocketIOClient._handle_eio_message`` decodes EVENT and ACK
+  packets of the default namespace with one regular expression and one
+  ``json.loads`` and calls the handler or ack callback directly.  Anything
+  else (other namespaces, binary packets, events that want an ack, unknown
+  events or acks) takes upstream's path, and so does everything while INFO
+  logging of python-socketio/engineio is on, so their packet logs stay whole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from typing import Any, Callable
+import os
+import re
+from typing import Any, Callable, List, Optional, Tuple
 
 import engineio
 import socketio
 import websocket
 
-__all__ = ["INLINE_PACKET_TYPES", "SocketIOClient", "seam_available"]
+__all__ = ["FAST_PATH", "INLINE_PACKET_TYPES", "SocketIOClient", "seam_available"]
 
 log = logging.getLogger("watchers_bot")
 
@@ -47,6 +68,63 @@ class _Finished:
 _FINISHED = _Finished()
 
 
+def _version(module: Any) -> Tuple[int, ...]:
+    """The installed version of python-socketio or python-engineio, () if unknown."""
+    name = {"socketio": "python_socketio", "engineio": "python_engineio"}[module.__name__]
+    text = None
+    # The dist-info folder beside the package says it in its name: much cheaper
+    # than importlib.metadata's scan of sys.path (~40 ms at import).
+    with contextlib.suppress(Exception):
+        site = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__)))
+        found = [d for d in os.listdir(site)
+                 if d.startswith(name + "-") and d.endswith(".dist-info")]
+        if len(found) == 1:
+            text = found[0][len(name) + 1:-len(".dist-info")]
+    if text is None:
+        from importlib import metadata
+
+        try:
+            text = metadata.version(name.replace("_", "-"))
+        except Exception:  # pragma: no cover - not installed as a distribution
+            return ()
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+#: The versions whose private methods the fast path overrides (setup.cfg pins the same).
+TESTED_SOCKETIO = ((5, 11), (6,))
+TESTED_ENGINEIO = ((4, 9), (5,))
+
+
+def _fast_path_supported() -> bool:
+    sio, eio = _version(socketio), _version(engineio)
+    return (
+        TESTED_SOCKETIO[0] <= sio < TESTED_SOCKETIO[1]
+        and TESTED_ENGINEIO[0] <= eio < TESTED_ENGINEIO[1]
+        and callable(getattr(engineio.Client, "_receive_packet", None))
+        and callable(getattr(socketio.Client, "_handle_eio_message", None))
+        and hasattr(socketio.packet.Packet, "json")
+        and callable(getattr(websocket.WebSocket, "_recv", None))
+        and callable(getattr(websocket.WebSocket, "send_close", None))
+    )
+
+
+#: Whether the fast receive path is on (tested versions of python-socketio/engineio).
+FAST_PATH = _fast_path_supported()
+
+_MESSAGE = 4  # Engine.IO MESSAGE packet type
+# python-engineio's json module (the default of python-socketio's packets)
+# builds a JSON decoder on every loads() to pass parse_int; the same decoder,
+# built once.  A json module of the user's own is used as it is.
+_ENGINEIO_JSON: Any = getattr(engineio, "json", None)
+_DECODE: Any = json.JSONDecoder(
+    parse_int=getattr(_ENGINEIO_JSON, "_safe_int", int)
+).decode
+_INFO = logging.INFO
+# A Socket.IO EVENT ("2") or ACK ("3") packet of the default namespace, no
+# binary attachments: the type, an optional ack id, then the JSON array.
+_EVENT_OR_ACK = re.compile(r"([23])(\d*)\[")
+
+
 class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
     """An Engine.IO client that dispatches ordinary packets on its read thread."""
 
@@ -54,6 +132,23 @@ class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
     inline_dispatches = 0
     #: Called with the exception when an inline handler raised (never re-raised).
     on_dispatch_error: Callable[[BaseException], None] = staticmethod(lambda exc: None)
+
+    if FAST_PATH:
+
+        def _receive_packet(self, pkt: Any) -> None:
+            # MESSAGE packets go straight to the Socket.IO client, on this
+            # thread; PING, CLOSE and the rest (and everything while INFO
+            # logging is on) take upstream's path.
+            if pkt.packet_type == _MESSAGE:
+                data = pkt.data
+                if (type(data) is str and data[:1] in INLINE_PACKET_TYPES
+                        and not self.logger.isEnabledFor(_INFO)):
+                    handler = self.handlers.get("message")
+                    if handler is not None:
+                        self.inline_dispatches += 1
+                        self._dispatch(handler, data)
+                        return
+            super()._receive_packet(pkt)
 
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         if target == self.handlers.get("message") and len(args) == 1 and not kwargs:
@@ -84,12 +179,118 @@ class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
 _CLOSE_WAIT = 0.1
 
 
+# How much the websocket reader asks the kernel for at a time.
+_READ_SIZE = 256 * 1024
+
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
+
+
 class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
-    """websocket-client's WebSocket with a short close handshake wait."""
+    """websocket-client's WebSocket with a short close handshake wait and,
+    on the fast path, a buffered frame reader (see the module docstring)."""
+
+    _rbuf = b""
+    _rpos = 0
+    _fragments: Optional[Tuple[int, List[bytes]]] = None
 
     def close(self, status: int = websocket.STATUS_NORMAL, reason: Any = b"",
               timeout: Any = _CLOSE_WAIT) -> None:
         super().close(status, reason, _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT))
+
+    if FAST_PATH:
+
+        def recv(self) -> Any:
+            """The next text (``str``) or binary (``bytes``) message; ``""`` after a close frame.
+
+            Answers pings, skips pongs, joins fragments, and raises what
+            websocket-client raises on timeouts, closed sockets and protocol errors.
+            """
+            with self.readlock:
+                return self._read_message()
+
+    def _read_message(self) -> Any:
+        while True:
+            buf, pos = self._rbuf, self._rpos
+            avail = len(buf) - pos
+            need = 2
+            if avail >= 2:
+                b1, b2 = buf[pos], buf[pos + 1]
+                length = b2 & 0x7F
+                head = 2
+                if length == 126:
+                    head = 4
+                    if avail >= 4:
+                        length = (buf[pos + 2] << 8) | buf[pos + 3]
+                elif length == 127:
+                    head = 10
+                    if avail >= 10:
+                        length = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                masked = b2 & 0x80
+                if masked:
+                    head += 4
+                need = head + length
+                if avail >= need:
+                    start = pos + head
+                    self._rpos = end = start + length
+                    payload = buf[start:end]
+                    if masked:  # servers must not mask, but a masked frame still reads
+                        payload = websocket.ABNF.mask(buf[start - 4:start], payload)
+                    message = self._frame(b1, payload)
+                    if message is not None:
+                        return message
+                    continue
+            self._fill(need - avail)
+
+    def _fill(self, shortage: int) -> None:
+        chunks = [self._rbuf[self._rpos:]]
+        while shortage > 0:
+            # _recv raises WebSocketTimeoutException / ...ConnectionClosedException
+            # (and marks the socket closed) as websocket-client's own reader does.
+            data = self._recv(max(_READ_SIZE, shortage))
+            chunks.append(data)
+            shortage -= len(data)
+        self._rbuf = b"".join(chunks)
+        self._rpos = 0
+
+    def _frame(self, b1: int, payload: bytes) -> Any:
+        """The message a frame completes, or None for control frames and fragments."""
+        if b1 & 0x70:
+            raise websocket.WebSocketProtocolException("rsv is not implemented, yet")
+        opcode = b1 & 0x0F
+        fin = b1 & 0x80
+        if opcode in (_OP_TEXT, _OP_BINARY):
+            if self._fragments is not None:
+                raise websocket.WebSocketProtocolException("Illegal frame")
+            if not fin:
+                self._fragments = (opcode, [payload])
+                return None
+        elif opcode == _OP_CONT:
+            if self._fragments is None:
+                raise websocket.WebSocketProtocolException("Illegal frame")
+            self._fragments[1].append(payload)
+            if not fin:
+                return None
+            opcode, parts = self._fragments
+            self._fragments = None
+            payload = b"".join(parts)
+        elif opcode == _OP_PING:
+            if len(payload) >= 126:
+                raise websocket.WebSocketProtocolException("Ping message is too long")
+            self.pong(payload)
+            return None
+        elif opcode == _OP_PONG:
+            return None
+        elif opcode == _OP_CLOSE:
+            # As websocket-client does: answer the close, report "" (engineio
+            # then sees a closed websocket).
+            self.send_close()
+            return ""
+        else:
+            raise websocket.WebSocketProtocolException(f"Invalid opcode {opcode!r}")
+        if opcode == _OP_TEXT:
+            return payload.decode("utf-8")
+        return payload
 
 
 class SocketIOClient(socketio.Client):  # type: ignore[misc]
@@ -103,6 +304,41 @@ class SocketIOClient(socketio.Client):  # type: ignore[misc]
 
     def _engineio_client_class(self) -> type:
         return _InlineEngineIOClient
+
+    if FAST_PATH:
+
+        def _handle_eio_message(self, data: Any) -> None:
+            # EVENT and ACK packets of the default namespace: one regex, one
+            # json.loads, and the handler or callback called here, in order.
+            if type(data) is str and self._binary_packet is None:
+                m = _EVENT_OR_ACK.match(data)
+                if m is not None and not self.logger.isEnabledFor(_INFO):
+                    codec = self.packet_class.json
+                    try:
+                        if codec is _ENGINEIO_JSON:
+                            args = _DECODE(data[m.end() - 1:])
+                        else:
+                            args = codec.loads(data[m.end() - 1:])
+                    except ValueError:
+                        args = None  # upstream decodes it again and raises
+                    if type(args) is list and args:
+                        ack_id = m.group(2)
+                        if m.group(1) == "2":
+                            if not ack_id:  # the server wants no answer
+                                event = args[0]
+                                handlers = self.handlers.get("/")
+                                handler = handlers.get(event) if handlers and type(
+                                    event) is str else None
+                                if handler is not None:
+                                    handler(*args[1:])
+                                    return
+                        elif ack_id:
+                            callbacks = self.callbacks.get("/")
+                            callback = callbacks.pop(int(ack_id), None) if callbacks else None
+                            if callback is not None:
+                                callback(*args)
+                                return
+            super()._handle_eio_message(data)
 
 
 def seam_available() -> bool:
