@@ -257,56 +257,49 @@ def test_a_flask_cli_process_that_does_not_serve_does_not_start(make_app, emulat
     assert emulator.connections == 1
 
 
-def test_a_forked_child_gets_its_own_bot_and_leaves_the_parents_alone(make_app, emulator,
-                                                                      example):
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork")
-    app = make_app(WATCHERS_ROOMS=[])
+FORK_SCRIPT = """
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("example_app", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+app = mod.create_app({"WATCHERS_ROOMS": []})
+with app.app_context():
+    parent_bot = mod.watchers.bot
+    parent_bot.send("room-1", "before fork")
+pid = os.fork()                      # as gunicorn --preload forks its workers
+if pid == 0:
     with app.app_context():
-        parent_bot = example.watchers.bot
-        parent_bot.send("room-1", "before fork")
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        status = 1
-        try:
-            os.close(read_fd)
-            with app.app_context():
-                child_bot = example.watchers.bot
-                ok = child_bot is not parent_bot
-                child_bot.send("room-1", "from the child")
-                example.watchers.close(app)
-            os.write(write_fd, b"ok" if ok else b"same bot")
-            status = 0
-        finally:
-            # At exit the library closes the bots it knows of: the parent's
-            # inherited bot must not be among them (it would close the
-            # parent's connection and hang).
-            import watchers_bot.bot as bot_module
-            bot_module._close_open_bots()
-            os._exit(status)
-    os.close(write_fd)
-    deadline = time.monotonic() + PROC_TIMEOUT
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.02)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(read_fd)
-        pytest.fail("the forked child hung")
-    with os.fdopen(read_fd, "rb") as pipe:
-        assert pipe.read() == b"ok"
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert "from the child" in [s.text for s in emulator.wait_for_sent(2)]
-    # The parent's link was untouched: no reconnection, and it still sends.
-    with app.app_context():
-        assert example.watchers.bot is parent_bot
-        parent_bot.send("room-1", "after fork")
-    assert parent_bot.stats.reconnects == 0
+        child_bot = mod.watchers.bot
+        assert child_bot is not parent_bot
+        child_bot.send("room-1", "from the child")
+    sys.exit(0)                      # exit hooks run here: the parent's bot must be left alone
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+with app.app_context():
+    assert mod.watchers.bot is parent_bot
+    parent_bot.send("room-1", "after fork")
+assert parent_bot.stats.reconnects == 0, parent_bot.stats
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_gets_its_own_bot_and_leaves_the_parents_alone(emulator):
+    proc = subprocess.Popen([sys.executable, "-c", FORK_SCRIPT, str(APP_PATH)],
+                            env=subprocess_env(emulator), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=PROC_TIMEOUT)
+    finally:
+        if proc.poll() is None:  # a hung child: kill the whole group
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=PROC_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert out.strip() == "ok"
+    assert "DuplicateBotWarning" not in err  # the inherited bot is not counted as open
+    assert [s.text for s in emulator.sent] == ["before fork", "from the child", "after fork"]
     assert emulator.connections == 2
+    emulator.wait_for_clients(0, timeout=10)
 
 
 def test_importing_the_package_imports_no_framework():
