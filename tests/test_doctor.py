@@ -12,6 +12,8 @@ import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from typing import Dict, Iterator, List, Tuple
 
@@ -310,3 +312,33 @@ def test_tls_to_a_plain_server(emu: Emulator, capsys: pytest.CaptureFixture[str]
     status, detail = checks["tls"]
     assert status == "FAIL"
     assert detail.startswith("TLS handshake failed")
+
+
+# --------------------------------------------------------------------------- as a command
+
+
+def test_doctor_is_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "doctor" in capsys.readouterr().out
+
+
+def test_doctor_as_a_subprocess(emu: Emulator) -> None:
+    """``python -m watchers_bot doctor``: exit codes and output of the real command."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHERS_")}
+    env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+                "WATCHERS_URL": emu.url, "WATCHERS_TOKEN": TOKEN, "WATCHERS_API_KEY": API_KEY,
+                "PYTHONIOENCODING": "utf-8"})
+    good = subprocess.run([sys.executable, "-m", "watchers_bot", "doctor", "--room", "r"],
+                          capture_output=True, text=True, timeout=30, env=env,
+                          stdin=subprocess.DEVNULL)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.splitlines()[-1] == "all 7 check(s) passed, 2 skipped"
+    env["WATCHERS_TOKEN"] = "a-refused-token-123"
+    bad = subprocess.run([sys.executable, "-m", "watchers_bot", "doctor"],
+                         capture_output=True, text=True, timeout=30, env=env,
+                         stdin=subprocess.DEVNULL)
+    assert bad.returncode == 1
+    assert "FAIL  socket.io  token refused: " in bad.stdout
+    assert "Traceback" not in bad.stderr
+    for secret in (TOKEN, API_KEY, "a-refused-token-123"):
+        assert secret not in good.stdout + good.stderr + bad.stdout + bad.stderr

@@ -628,8 +628,8 @@ def _cmd_serve(args: argparse.Namespace, secrets_: _Secrets) -> int:
             _status(args, "stopping the emulator")
             emu.stop()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return EXIT_OK
 
 
@@ -917,7 +917,12 @@ class _Doctor:
             return (f"{version} handshake in {_ms(started)}; certificate NOT verified "
                     "(--no-verify-ssl)"), tls
         cert = tls.getpeercert() or {}
-        issuer = dict(pair[0] for pair in cert.get("issuer", ()) if pair)
+        issuer: Dict[str, str] = {}
+        names = cert.get("issuer", ())
+        for rdn in names if isinstance(names, tuple) else ():
+            for pair in rdn:
+                if isinstance(pair, tuple) and len(pair) == 2:
+                    issuer[str(pair[0])] = str(pair[1])
         detail = f"{version} in {_ms(started)}, certificate verified for {host}"
         if issuer.get("organizationName") or issuer.get("commonName"):
             detail += f" (issued by {issuer.get('organizationName') or issuer['commonName']}"
@@ -1047,12 +1052,16 @@ class _Doctor:
             self.check("send", lambda: self.send(bot, args.room, args.send))
 
 
+def _cmd_doctor(args: argparse.Namespace, secrets_: _Secrets) -> int:
+    return _Doctor(args, secrets_).run()
+
+
 _COMMANDS = {
     "demo": _cmd_demo,
     "serve": _cmd_serve,
     "listen": _cmd_listen,
     "send": _cmd_send,
-    "doctor": lambda args, secrets_: _Doctor(args, secrets_).run(),
+    "doctor": _cmd_doctor,
 }
 
 
