@@ -59,8 +59,12 @@ class Ours:
     name = "ours"
 
     def __init__(self, url: str, token: str, api_key: str) -> None:
-        from watchers_bot import Bot
+        import warnings
 
+        from watchers_bot import Bot, DuplicateBotWarning
+
+        # connect_once() and hold() open a second bot with the same credentials on purpose
+        warnings.simplefilter("ignore", DuplicateBotWarning)
         self._make = lambda: Bot(token, api_key, BOT_ID, url=url, max_queue=0,
                                  connect_timeout=30, ack_timeout=30)
         self.bot = self._make()

@@ -1,10 +1,19 @@
 """The seam into python-engineio: fails loudly if a new release moves it."""
 
+import inspect
+import json
+import logging
+import os
+import socket
+import struct
 import threading
 
 import engineio
+import pytest
 import socketio
+import websocket
 
+from watchers_bot import _transport
 from watchers_bot._transport import SocketIOClient, seam_available
 
 
@@ -78,3 +87,224 @@ def test_malformed_disconnect_packet_does_not_raise_in_a_thread(emulator):
         assert got.wait(5)
     finally:
         client.disconnect()
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+def test_fast_path_is_on_for_the_installed_versions():
+    """The private methods the fast path overrides are where it expects them.
+
+    If this fails after an upgrade, python-socketio/engineio or websocket-client
+    moved something: the bot still works (FAST_PATH turns itself off and
+    upstream's paths run), but slowly; re-check each override in _transport.py
+    against the new release before widening the range in setup.cfg.
+    """
+    sio, eio = _transport._version(socketio), _transport._version(engineio)
+    assert _transport.TESTED_SOCKETIO[0] <= sio < _transport.TESTED_SOCKETIO[1], sio
+    assert _transport.TESTED_ENGINEIO[0] <= eio < _transport.TESTED_ENGINEIO[1], eio
+    assert _transport.FAST_PATH, "the fast receive path is off: see _transport._fast_path_supported"
+    # The exact upstream signatures the overrides replace.
+    assert list(inspect.signature(engineio.Client._receive_packet).parameters) == ["self", "pkt"]
+    assert list(inspect.signature(socketio.Client._handle_eio_message).parameters) == [
+        "self", "data"]
+    assert list(inspect.signature(websocket.WebSocket._recv).parameters) == ["self", "bufsize"]
+    # What the overrides read on the instances.
+    client = SocketIOClient(handle_sigint=False)
+    for name in ("handlers", "callbacks", "_binary_packet", "packet_class", "logger"):
+        assert hasattr(client, name), name
+    assert client.packet_class.json is _transport._ENGINEIO_JSON
+    for name in ("handlers", "logger"):
+        assert hasattr(client.eio, name), name
+    assert callable(getattr(_transport._ENGINEIO_JSON, "_safe_int", None))
+    ws = _transport._WebSocket()
+    assert hasattr(ws, "readlock")
+    assert type(ws).recv is not websocket.WebSocket.recv
+
+
+def test_version_of_the_installed_packages_matches_importlib_metadata():
+    from importlib import metadata
+
+    for module, dist in ((socketio, "python-socketio"), (engineio, "python-engineio")):
+        want = tuple(int(p) for p in metadata.version(dist).split(".")[:3])
+        assert _transport._version(module) == want
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+
+
+def _client_with_handlers():
+    client = SocketIOClient(handle_sigint=False)
+    message = _Recorder()
+    client.on("message", message)
+    return client, message
+
+
+def test_fast_event_decoding_matches_upstream():
+    client, message = _client_with_handlers()
+    payload = {"roomId": "r", "message": {"id": 7, "text": "h\u00e9 \"q\" [1]"}, "userId": "u"}
+    client._handle_eio_message("2" + json.dumps(["message", payload]))
+    client._handle_eio_message('2["message",1,"two",null]')
+    assert message.calls == [(payload,), (1, "two", None)]
+
+
+def test_fast_ack_goes_to_its_callback_once():
+    client, _ = _client_with_handlers()
+    got = []
+    ack_id = client._generate_ack_id("/", lambda *args: got.append(args))
+    client._handle_eio_message(f"3{ack_id}[]")
+    client._handle_eio_message(f'3{ack_id}[{{"status":"ok"}}]')  # late duplicate: ignored
+    assert got == [()]
+    other = client._generate_ack_id("/", lambda *args: got.append(args))
+    client._handle_eio_message(f'3{other}[null,{{"a":1}}]')
+    assert got == [(), (None, {"a": 1})]
+
+
+@pytest.mark.parametrize("packet", [
+    '2/admin,["message",{"x":1}]',  # another namespace
+    '212["message",{"x":1}]',       # the server wants an ack
+    '2["unknown",{"x":1}]',         # no handler: upstream's catch-all path
+    '399[]',                        # unknown ack id: upstream logs it
+])
+def test_other_packets_take_upstreams_path(packet, monkeypatch):
+    client, message = _client_with_handlers()
+    upstream = _Recorder()
+    monkeypatch.setattr(socketio.Client, "_handle_eio_message",
+                        lambda self, data: upstream(data))
+    client._handle_eio_message(packet)
+    assert upstream.calls == [(packet,)]
+    assert message.calls == []
+
+
+def test_info_logging_keeps_upstreams_path_and_its_packet_logs(monkeypatch):
+    client, _ = _client_with_handlers()
+    upstream = _Recorder()
+    monkeypatch.setattr(socketio.Client, "_handle_eio_message",
+                        lambda self, data: upstream(data))
+    monkeypatch.setattr(client, "logger", logging.getLogger("watchers_bot.test.verbose"))
+    client.logger.setLevel(logging.INFO)
+    client._handle_eio_message('2["message",{"x":1}]')
+    assert upstream.calls == [('2["message",{"x":1}]',)]
+
+
+def test_undecodable_event_raises_as_upstream_does():
+    client, message = _client_with_handlers()
+    with pytest.raises(json.JSONDecodeError):
+        client._handle_eio_message('2["message", {broken json')
+    assert message.calls == []
+
+
+# --------------------------------------------------------------------------- websocket reader
+
+
+def _frame(opcode, payload, *, fin=True, mask=False, rsv=0):
+    b1 = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if n < 126:
+        head = bytes((b1, (0x80 if mask else 0) | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", b1, (0x80 if mask else 0) | 126, n)
+    else:
+        head = struct.pack("!BBQ", b1, (0x80 if mask else 0) | 127, n)
+    if mask:
+        key = os.urandom(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
+    return head + payload
+
+
+@pytest.fixture
+def wire():
+    """A _WebSocket reading one end of a socket pair; the test writes the other."""
+    ours, theirs = socket.socketpair()
+    ws = _transport._WebSocket()
+    ws.sock = ours
+    ws.connected = True
+    ours.settimeout(5)
+    theirs.settimeout(5)
+    try:
+        yield ws, theirs
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_reader_reads_every_frame_size_and_many_frames_per_read(wire):
+    ws, server = wire
+    texts = ["4" + "x" * n for n in (0, 1, 124, 125, 126, 65534, 65535, 65536, 300_000)]
+    texts += [f"42[\"message\",{i}]" for i in range(2000)]
+    data = b"".join(_frame(0x1, t.encode()) for t in texts)
+    sender = threading.Thread(target=server.sendall, args=(data,))
+    sender.start()
+    got = [ws.recv() for _ in texts]
+    sender.join(5)
+    assert got == texts
+
+
+def test_reader_handles_frames_split_across_reads(wire):
+    ws, server = wire
+    data = _frame(0x1, "4héllo".encode()) + _frame(0x2, b"\x00\x01")
+
+    def trickle():
+        for i in range(len(data)):
+            server.sendall(data[i:i + 1])
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    assert ws.recv() == "4héllo"
+    assert ws.recv() == b"\x00\x01"
+    sender.join(5)
+
+
+def test_reader_joins_fragments_answers_pings_and_skips_pongs(wire):
+    ws, server = wire
+    server.sendall(
+        _frame(0x1, b"4frag", fin=False) + _frame(0x9, b"ping!") + _frame(0x0, b"men", fin=False)
+        + _frame(0xA, b"") + _frame(0x0, b"ted") + _frame(0x1, b"4masked", mask=True)
+    )
+    assert ws.recv() == "4fragmented"
+    assert ws.recv() == "4masked"
+    pong = server.recv(64)
+    assert pong[0] == 0x8A  # a FIN PONG frame, masked as a client must
+    key, body = pong[2:6], pong[6:]
+    assert bytes(b ^ key[i % 4] for i, b in enumerate(body)) == b"ping!"
+
+
+def test_reader_reports_a_close_frame_as_websocket_client_does(wire):
+    ws, server = wire
+    server.sendall(_frame(0x8, struct.pack("!H", 1000)))
+    assert ws.recv() == ""
+    assert not ws.connected  # it answered the close
+
+
+def test_reader_raises_on_protocol_errors_and_bad_utf8(wire):
+    ws, server = wire
+    server.sendall(_frame(0x1, b"\xff\xfe"))
+    with pytest.raises(UnicodeDecodeError):
+        ws.recv()
+    server.sendall(_frame(0x1, b"x", rsv=0x40))
+    with pytest.raises(websocket.WebSocketProtocolException):
+        ws.recv()
+    server.sendall(_frame(0x0, b"x"))
+    with pytest.raises(websocket.WebSocketProtocolException):
+        ws.recv()
+    server.sendall(_frame(0x3, b"x"))
+    with pytest.raises(websocket.WebSocketProtocolException):
+        ws.recv()
+
+
+def test_reader_raises_websocket_clients_errors_on_timeout_and_eof(wire):
+    ws, server = wire
+    ws.sock.settimeout(0.05)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        ws.recv()
+    server.sendall(_frame(0x1, b"4half")[:3])
+    server.close()
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        ws.recv()
+    assert not ws.connected
