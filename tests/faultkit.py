@@ -191,13 +191,20 @@ class Consumer:
         assert not self.thread.is_alive(), "the consumer did not end after close()"
 
 
-def drain(consumer: Consumer, emulator: Emulator, timeout: float = 10.0) -> List[str]:
-    """Wait until the consumer got everything written to the sockets connected now;
-    returns those sids (whose delivery must then be complete)."""
+def drain(consumer: Consumer, emulator: Emulator, rooms: Iterable[str],
+          timeout: float = 10.0) -> List[str]:
+    """Post a last message in each room and wait until the consumer got it and
+    everything written before it to the sockets connected now; returns those
+    sids (their delivery must then be complete).
+
+    The marker matters: a post is written to the socket by the server's writer
+    thread a moment later, so "everything written so far" alone could miss it.
+    """
     sids = set(emulator.clients)
+    markers = {emulator.post(room, "drain")["message"]["id"] for room in rooms}
 
     def done() -> bool:
-        want = {w.message_id for w in emulator.written if w.sid in sids}
+        want = {w.message_id for w in emulator.written if w.sid in sids} | markers
         return want <= {m for _, m in consumer.received}
 
     wait_until(done, timeout, "the consumer to read everything written to the live link")
