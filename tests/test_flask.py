@@ -184,6 +184,32 @@ def test_a_handler_that_raises_does_not_stop_the_loop(make_app, emulator, exampl
     assert not handler.running
 
 
+def test_run_handlers_off_connects_without_listening(make_app, emulator, example):
+    app = make_app(WATCHERS_RUN_HANDLERS="false")
+    assert app.test_client().get("/").status_code == 404  # any request starts the bot
+    emulator.wait_for_clients(1, timeout=10)
+    assert not emulator.listeners("room-1")
+    with app.app_context():
+        assert example.watchers.handler_thread is None
+        assert example.watchers.bot.rooms == ()
+
+
+def test_an_extension_bound_to_one_app_works_outside_a_context(emulator, clean_env):
+    from flask import Flask
+
+    app = Flask("bound")
+    app.config.update(config_for(emulator, WATCHERS_ROOMS=[]))
+    ext = WatchersBot(app)
+    try:
+        assert ext.send("room-1", "no context needed") is None
+        assert ext.health()["ok"] is True
+        with pytest.raises(RuntimeError, match="already registered"):
+            ext.init_app(app)
+    finally:
+        ext.close()
+    assert emulator.wait_for_sent(1)[0].text == "no context needed"
+
+
 @pytest.mark.parametrize(("mode", "status", "delivery"), [
     ("error", 502, "refused"),
     ("withhold", 504, "unknown"),
