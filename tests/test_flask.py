@@ -440,7 +440,8 @@ def test_app_run_debug_connects_once(emulator):
         server.stop()
 
 
-def test_flask_watchers_run_handles_messages_and_stops_on_ctrl_c(emulator):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_flask_watchers_run_handles_messages_and_stops_cleanly(emulator, sig, code):
     proc = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", f"{APP_PATH}:create_app", "watchers", "run"],
         env=subprocess_env(emulator), cwd=str(ROOT), stdout=subprocess.PIPE,
@@ -449,12 +450,12 @@ def test_flask_watchers_run_handles_messages_and_stops_on_ctrl_c(emulator):
         emulator.wait_for_listeners("room-1", timeout=PROC_TIMEOUT)
         emulator.post("room-1", "ping")
         assert emulator.wait_for_sent(1, timeout=10)[0].text == "pong"
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, sig)
         _out, err = proc.communicate(timeout=PROC_TIMEOUT)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=PROC_TIMEOUT)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err, err
     emulator.wait_for_clients(0, timeout=10)

@@ -6,18 +6,20 @@ Shared by the Flask and Django integrations.  Framework-neutral.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import random
+import signal
 import threading
 import weakref
-from typing import Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from .. import bot as _bot_module
 from ..bot import Bot
 from ..errors import AuthError, BotClosed, ConfigError, WatchersError
 
-__all__ = ["BotSlot", "connect_and_listen"]
+__all__ = ["BotSlot", "Terminated", "connect_and_listen", "sigterm_raises"]
 
 log = logging.getLogger("watchers_bot")
 
@@ -193,3 +195,32 @@ def connect_and_listen(
             if stop.wait(wait):
                 return False
     return False
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM inside :func:`sigterm_raises`."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` in the main thread while inside.
+
+    A long-running command (``runbot``, ``flask watchers run``) then unwinds
+    and closes its bot when ``kill``, ``docker stop`` or systemd stop it;
+    Python's default SIGTERM action would end the process without running
+    ``finally`` blocks or exit hooks.  Does nothing outside the main thread.
+    """
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, previous)

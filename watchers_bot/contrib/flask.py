@@ -62,11 +62,11 @@ from flask import Flask, Response, current_app, has_request_context, jsonify
 from flask.cli import AppGroup
 
 from ..bot import Bot
-from ..errors import ConfigError
+from ..errors import ConfigError, WatchersError
 from ..handler import HandlerThread
 from ..models import Message
 from . import error_status, parse_rooms
-from ._process import BotSlot, connect_and_listen
+from ._process import BotSlot, Terminated, connect_and_listen, sigterm_raises
 
 __all__ = ["WatchersBot", "error_response"]
 
@@ -367,20 +367,25 @@ class WatchersBot:
         return group
 
     def _run_foreground(self, state: _AppState, rooms: Tuple[str, ...]) -> int:
+        """Exit codes: 0 closed or SIGTERM, 1 error, 130 Ctrl-C."""
         try:
-            bot = state.slot.get()
-            if not connect_and_listen(bot, rooms, threading.Event()):
-                return 1
-            click.echo(f"listening to {', '.join(rooms)}; Ctrl-C to stop", err=True)
-            for msg in bot.messages():
-                try:
-                    state.dispatch(msg)
-                except Exception:
-                    log.exception("the message handler raised on %r; going on", msg)
-            return 0
+            with sigterm_raises():
+                bot = state.slot.get()
+                if not connect_and_listen(bot, rooms, threading.Event()):
+                    return 1
+                click.echo(f"listening to {', '.join(rooms)}; Ctrl-C to stop", err=True)
+                for msg in bot.messages():
+                    try:
+                        state.dispatch(msg)
+                    except Exception:
+                        log.exception("the message handler raised on %r; going on", msg)
+                return 0
         except KeyboardInterrupt:
+            click.echo("interrupted; the bot is closed", err=True)
             return 130
-        except ConfigError as exc:
+        except Terminated:
+            return 0
+        except WatchersError as exc:  # a refused token, reconnection given up
             click.echo(f"error: {exc}", err=True)
             return 1
         finally:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import sys
 import threading
 from argparse import ArgumentParser
@@ -16,7 +14,7 @@ from django.db import close_old_connections
 from django.utils.module_loading import import_string
 
 from watchers_bot.contrib import django as integration
-from watchers_bot.contrib._process import connect_and_listen
+from watchers_bot.contrib._process import Terminated, connect_and_listen, sigterm_raises
 from watchers_bot.contrib.django import conf
 from watchers_bot.errors import WatchersError
 from watchers_bot.models import Message
@@ -24,10 +22,6 @@ from watchers_bot.models import Message
 log = logging.getLogger("watchers_bot")
 
 EXIT_INTERRUPTED = 130
-
-
-class _Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler."""
 
 
 class Command(BaseCommand):
@@ -61,15 +55,14 @@ class Command(BaseCommand):
         if not rooms:
             raise CommandError("no rooms: pass --rooms or set WATCHERS['ROOMS']")
 
-        previous = self._trap_sigterm()
         try:
-            code = self._serve(bot, rooms, handler)
+            with sigterm_raises():
+                code = self._serve(bot, rooms, handler)
         except KeyboardInterrupt:
             code = EXIT_INTERRUPTED
-        except _Terminated:
+        except Terminated:
             code = 0
         finally:
-            self._restore_sigterm(previous)
             integration.close_bot()
         if code == EXIT_INTERRUPTED:
             self.stderr.write("interrupted; the bot is closed")
@@ -111,19 +104,3 @@ class Command(BaseCommand):
             log.exception("the message handler raised on %r; going on", msg)
         finally:
             close_old_connections()
-
-    @staticmethod
-    def _trap_sigterm() -> Any:
-        def on_sigterm(signum: int, frame: Any) -> None:
-            raise _Terminated()
-
-        try:
-            return signal.signal(signal.SIGTERM, on_sigterm)
-        except (ValueError, OSError, AttributeError):  # not the main thread
-            return None
-
-    @staticmethod
-    def _restore_sigterm(previous: Any) -> None:
-        if previous is not None:
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signal.SIGTERM, previous)
