@@ -9,6 +9,7 @@ of it, and a factory of bots connected through the proxy.
 
 from __future__ import annotations
 
+import array
 import collections
 import os
 import threading
@@ -170,11 +171,20 @@ def _first_inversion(seq: Sequence[Any]) -> Any:
 
 
 class Consumer:
-    """A thread reading ``bot.messages()`` into ``received`` as ``(room_id, id)``."""
+    """A thread reading ``bot.messages()``; ``received`` lists ``(room_id, id)``.
+
+    Ids and room indexes are kept in arrays, not as the objects the library
+    decoded, so that a long run does not count the consumer's records as the
+    library's memory.
+    """
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
-        self.received: List[Tuple[str, Any]] = []
+        self._room_names: List[str] = []
+        self._room_index: Dict[str, int] = {}
+        self._rooms = array.array("l")
+        self._ids = array.array("q")
+        self._other: List[Tuple[str, Any]] = []  # ids that are not ints
         self.error: Any = None
         self.thread = threading.Thread(target=self._run, name="test-consumer", daemon=True)
         self.thread.start()
@@ -182,9 +192,25 @@ class Consumer:
     def _run(self) -> None:
         try:
             for msg in self.bot.messages():
-                self.received.append((msg.room_id, msg.id))
+                if isinstance(msg.id, int) and -2**63 <= msg.id < 2**63:
+                    index = self._room_index.get(msg.room_id)
+                    if index is None:
+                        index = self._room_index[msg.room_id] = len(self._room_names)
+                        self._room_names.append(msg.room_id)
+                    self._rooms.append(index)
+                    self._ids.append(msg.id)
+                else:
+                    self._other.append((msg.room_id, msg.id))
         except Exception as exc:  # surfaced by the test
             self.error = exc
+
+    @property
+    def received(self) -> List[Tuple[str, Any]]:
+        names = self._room_names
+        return [(names[r], m) for r, m in zip(self._rooms, self._ids)] + self._other
+
+    def count(self) -> int:
+        return len(self._ids) + len(self._other)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.thread.join(timeout)

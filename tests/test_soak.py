@@ -43,8 +43,16 @@ SOAK_SECONDS = float(os.environ.get("WATCHERS_SOAK_SECONDS", "120"))
 ROOMS = ("r0", "r1", "r2", "r3")
 SEND = "external/send"
 LISTEN = "external/listen"
-#: Where the library's allocations come from (the emulator's are the test's).
-LIBRARY_FILES = ("*/watchers_bot/*", "*/socketio/*", "*/engineio/*", "*/websocket/*")
+#: The client side of the library (protocol.py is left out: the emulator uses it too).
+LIBRARY_FILES = (
+    "*/watchers_bot/bot.py", "*/watchers_bot/connection.py", "*/watchers_bot/inbox.py",
+    "*/watchers_bot/_transport.py", "*/watchers_bot/handler.py", "*/watchers_bot/models.py",
+    "*/watchers_bot/_logging.py", "*/socketio/client.py", "*/socketio/base_client.py",
+    "*/engineio/client.py", "*/engineio/base_client.py", "*/websocket/*",
+)
+#: Modules whose objects, counted, should not pile up (the server's are left out).
+CENSUS_MODULES = ("watchers_bot.", "socketio.client", "socketio.base_client", "engineio.client",
+                  "engineio.base_client", "websocket.", "concurrent.futures", "threading")
 
 
 def rss_kib() -> int:
@@ -55,12 +63,27 @@ def rss_kib() -> int:
     return 0  # pragma: no cover - not Linux
 
 
-def library_bytes() -> int:
+def library_snapshot() -> tracemalloc.Snapshot:
     gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces(
+    return tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(True, pattern) for pattern in LIBRARY_FILES])
-    snapshot = snapshot.filter_traces([tracemalloc.Filter(False, "*/watchers_bot/emulator.py")])
+
+
+def library_bytes(snapshot: tracemalloc.Snapshot) -> int:
     return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+def census() -> collections.Counter:
+    """Live objects per class, for the client-side classes of the library and its stack."""
+    gc.collect()
+    counts: collections.Counter = collections.Counter()
+    for obj in gc.get_objects():
+        cls = type(obj)
+        module = getattr(cls, "__module__", "")
+        if (isinstance(module, str) and module.startswith(CENSUS_MODULES)
+                and module != "watchers_bot.emulator"):
+            counts[f"{module}.{cls.__qualname__}"] += 1
+    return counts
 
 
 @pytest.mark.soak
@@ -170,6 +193,8 @@ def test_soak():
         end = start + SOAK_SECONDS
         warm = start + min(10.0, SOAK_SECONDS / 4)
         threads_baseline = memory_baseline = None
+        first_snapshot = None
+        objects_baseline: collections.Counter = collections.Counter()
         rss_baseline = 0
         threads_max = 0
         # The first few faults cover every kind once, then they are random.
@@ -178,7 +203,9 @@ def test_soak():
             stop.wait(rng.uniform(1.5, 3.5))
             if threads_baseline is None and time.monotonic() >= warm and bot.connected:
                 threads_baseline = len(client_threads())
-                memory_baseline = library_bytes()
+                first_snapshot = library_snapshot()
+                memory_baseline = library_bytes(first_snapshot)
+                objects_baseline = census()
                 rss_baseline = rss_kib()
             if threads_baseline is not None:
                 threads_max = max(threads_max, len(client_threads()))
@@ -202,7 +229,11 @@ def test_soak():
         wait_until(lambda: len(client_threads()) <= (threads_baseline or 99), 10,
                    f"threads back to {threads_baseline}: {sorted(map(str, client_threads()))}")
         threads_end = len(client_threads())
-        memory_end = library_bytes()
+        last_snapshot = library_snapshot()
+        memory_end = library_bytes(last_snapshot)
+        top_growth = [str(stat) for stat in
+                      last_snapshot.compare_to(first_snapshot, "lineno")[:5]]
+        objects_end = census()
         rss_end = rss_kib()
         stats = bot.stats
         bot.close()
@@ -220,6 +251,8 @@ def test_soak():
     failed_but_posted = [t for t, o in send_outcomes.items()
                          if o == "ConnectFailed" and t in posted]
     growth = memory_end - (memory_baseline or memory_end)
+    piling_up = {name: (objects_baseline[name], n) for name, n in objects_end.items()
+                 if n > objects_baseline[name] + 10}
 
     print(f"\n--- soak: {SOAK_SECONDS:g} s, {len(faults)} faults ---")
     print("faults:     ", dict(collections.Counter(faults)))
@@ -235,7 +268,9 @@ def test_soak():
     print(f"threads:     bot+client baseline {threads_baseline}, max {threads_max}, "
           f"end {threads_end}")
     print(f"memory:      library allocations {memory_baseline} -> {memory_end} bytes "
-          f"({growth:+d}); RSS {rss_baseline} -> {rss_end} KiB")
+          f"({growth:+d}); library objects {sum(objects_baseline.values())} -> "
+          f"{sum(objects_end.values())}; RSS {rss_baseline} -> {rss_end} KiB "
+          "(RSS includes the test's own records)")
 
     assert not surprises, surprises
     assert set(outcomes) <= {"ok", "ConnectionLost", "AckTimeout", "ConnectFailed",
@@ -249,4 +284,5 @@ def test_soak():
     assert report.received > 0
     assert threads_end <= (threads_baseline or 0)
     assert threads_max <= (threads_baseline or 0) + 6, (threads_baseline, threads_max)
-    assert growth < 1_000_000, f"library memory grew by {growth} bytes"
+    assert growth < 256_000, f"library memory grew by {growth} bytes: {top_growth}"
+    assert not piling_up, f"objects piling up (baseline, end): {piling_up}"
