@@ -9,6 +9,7 @@ the same filter on websocket-client's logger, so that DEBUG logging is safe.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections import Counter
@@ -100,6 +101,14 @@ class _DemoteWarnings(logging.Filter):
             record.levelname = logging.getLevelName(logging.INFO)
         return True
 
+
+def _reset_lock_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 _FILTER = RedactingFilter()
 for _logger in (LOG, SOCKETIO_LOG, ENGINEIO_LOG, logging.getLogger("websocket")):

@@ -52,6 +52,23 @@ def _close_open_bots() -> None:
             bot.close()
 
 
+def _abandon_inherited_bots() -> None:
+    # In a child of fork() (gunicorn --preload, multiprocessing), a bot made by
+    # the parent shares the parent's socket and has none of its threads.
+    # Closing it would send a close frame on the parent's connection, so it is
+    # abandoned instead: no I/O, out of the exit hook and the duplicate check,
+    # and every call says to make a new bot in this process.
+    for bot in list(_open_bots):
+        bot._close_lock = threading.Lock()  # may have been held by a thread that is gone
+        bot._closed = True
+        bot._inherited = True
+        _open_bots.discard(bot)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_abandon_inherited_bots)
+
+
 def _check_secret(value: Any, name: str, *, allow_callable: bool = False) -> Any:
     if allow_callable and callable(value) and not isinstance(value, str):
         return value
@@ -213,6 +230,7 @@ class Bot:
         self._malformed = 0
         self._close_lock = threading.Lock()
         self._closed = False
+        self._inherited = False
         self._conn = Connection(
             self._url,
             self._auth,
@@ -276,12 +294,12 @@ class Bot:
     @property
     def state(self) -> str:
         """``idle``, ``connecting``, ``connected``, ``reconnecting``, ``failed`` or ``closed``."""
-        return self._conn.state.value
+        return State.CLOSED.value if self._inherited else self._conn.state.value
 
     @property
     def connected(self) -> bool:
         """Whether the bot is connected and listening to all its rooms right now."""
-        return self._conn.state is State.CONNECTED
+        return not self._inherited and self._conn.state is State.CONNECTED
 
     @property
     def closed(self) -> bool:
@@ -384,6 +402,11 @@ class Bot:
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._inherited:
+                raise BotClosed(
+                    "this bot was created in a parent process before fork(); "
+                    "create a new Bot in this process"
+                )
             raise BotClosed("the bot is closed")
 
     def _auth(self) -> Dict[str, str]:
