@@ -174,7 +174,7 @@ def test_send_once_fails_with_one_line(watchers_emulator, watchers_env, script, 
         expected = "WATCHERS_TOKEN is not set"
     elif case == "unreachable":
         env["WATCHERS_URL"] = f"http://127.0.0.1:{_free_port()}"
-        args = ["--timeout", "2", *args]
+        args = ["--timeout", "1", *args]
         expected = "connect"
     else:
         args = ["room-1", ""]
