@@ -153,42 +153,55 @@ def test_notebook_runs_and_an_interrupted_loop_leaves_no_zombie(
     assert "Warning" not in outputs  # one bot at a time in a straight run
 
 
-def test_rerun_cell_warns_and_shutdown_closes_open_bots(kernel_env, watchers_emulator):
+RECORD_STATES = """\
+import gc
+from watchers_bot import Bot
+def record(old, new, path={path!r}):
+    with open(path, "a") as f:
+        f.write(new + "\\n")
+for b in [o for o in gc.get_objects() if isinstance(o, Bot)]:
+    b.on_state_change(record)
+"""
+
+
+def test_rerun_cell_warns_and_restart_or_shutdown_closes_open_bots(kernel_env, watchers_emulator):
     emu = watchers_emulator
     nb, at = load()
     client = client_for(nb)
     log = kernel_env / "states.log"
-    create = nb.cells[at["create"]]
+    record = RECORD_STATES.format(path=str(log))
+
+    async def run_cell(cell_id):
+        cell = await client.async_execute_cell(nb.cells[at[cell_id]], at[cell_id])
+        return text_of(cell)
 
     async def scenario():
         async with client.async_setup_kernel():
-            await client.async_execute_cell(nb.cells[at["imports"]], at["imports"])
-            await client.async_execute_cell(create, at["create"])
-            first = text_of(create)
-            await client.async_execute_cell(create, at["create"])  # "run the cell again"
-            second = text_of(create)
-            await client.async_execute_cell(create, at["create"])  # and again: warned again
-            third = text_of(create)
+            await run_cell("imports")
+            first = await run_cell("create")
+            second = await run_cell("create")  # "run the cell again"
+            third = await run_cell("create")  # and again: warned again
             assert len(await in_thread(emu.wait_for_listeners, ROOM, 3, WAIT)) == 3
-            # All three bots stay open in the kernel; record their state changes.
-            await run_code(client, (
-                "import gc\n"
-                "from watchers_bot import Bot\n"
-                f"def record(old, new, path={str(log)!r}):\n"
-                "    with open(path, 'a') as f:\n"
-                "        f.write(new + '\\n')\n"
-                "for b in [o for o in gc.get_objects() if isinstance(o, Bot)]:\n"
-                "    b.on_state_change(record)\n"
-            ))
-            return first, second, third
+            # The three bots stay open in the kernel; record their state changes.
+            await run_code(client, record)
+            # Restart the kernel: every bot is closed on the way out.
+            await client.km.restart_kernel()
+            await in_thread(emu.wait_for_clients, 0, WAIT)
+            assert log.read_text().splitlines() == ["closed"] * 3
+            # The fresh kernel has no bot left over: no warning.
+            await run_cell("imports")
+            fresh = await run_cell("create")
+            await run_code(client, record)
+            return first, second, third, fresh
         # Leaving async_setup_kernel shuts the kernel down (gracefully).
 
-    first, second, third = asyncio.run(scenario())
+    first, second, third, fresh = asyncio.run(scenario())
     assert "DuplicateBotWarning" not in first
+    assert "DuplicateBotWarning" not in fresh
     for output in (second, third):
         assert "DuplicateBotWarning: another open Bot in this process is connected to" in output
         assert "Close the old one (bot.close()) or reuse it." in output
-    # The kernel closed every bot on its way out (atexit): each went through close(),
-    # which disconnects properly, instead of leaving a dead socket behind.
+    # The kernel closed its bot on its way out (atexit), through close(), which
+    # disconnects properly, instead of leaving a dead socket behind.
     emu.wait_for_clients(0, timeout=WAIT)
-    assert log.read_text().splitlines() == ["closed"] * 3
+    assert log.read_text().splitlines() == ["closed"] * 4
