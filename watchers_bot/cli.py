@@ -141,8 +141,9 @@ def _split_list(values: Optional[Sequence[str]]) -> List[str]:
 def _add_credentials(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "connection",
-        "each option falls back to its WATCHERS_* environment variable "
-        "(prefer the variables for secrets: arguments show in the process list)",
+        "--token, --api-key, --bot-id, --region and --url fall back to their WATCHERS_* "
+        "environment variables (prefer the variables for secrets: arguments show in the "
+        "process list)",
     )
     group.add_argument("--token", metavar="T", help="bearer token [WATCHERS_TOKEN]")
     group.add_argument("--api-key", metavar="K", help="project API key [WATCHERS_API_KEY]")
