@@ -1019,22 +1019,24 @@ class _Doctor:
         if not infos:
             self.skip(["tcp", "tls", *later], "needs the host's address")
             return
-        sock = self.check("tcp", lambda: self.tcp(host, port, infos, proxy))
-        if not sock:
+        raw = self.check("tcp", lambda: self.tcp(host, port, infos, proxy))
+        if not raw:
             self.skip(["tls", *later], "needs a TCP connection")
             return
         try:
             if secure:
-                sock = self.check("tls", lambda: self.tls(sock, host))
-                if not sock:
+                tls = self.check("tls", lambda: self.tls(raw, host))
+                if tls:
+                    with contextlib.suppress(OSError):
+                        tls.close()
+                else:
                     self.skip(later, "needs a trusted TLS connection")
                     return
             else:
                 self.skip(["tls"], f"{urlsplit(url).scheme}:// is unencrypted")
         finally:
-            if sock:
-                with contextlib.suppress(OSError):
-                    sock.close()
+            with contextlib.suppress(OSError):
+                raw.close()  # the probe's connection; the bot opens its own
         if not configured:
             self.skip(later, "needs the token and API key")
             return
