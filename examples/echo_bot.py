@@ -9,7 +9,8 @@ Configuration comes from the environment (see ``Bot.from_env``)::
 
 Ctrl-C stops it cleanly (the bot disconnects) with exit code 130, SIGTERM
 (``kill``, ``docker stop``, systemd) with 143; errors are one line on stderr
-and exit code 1.
+and exit code 1.  It prints one line per message answered; when stdout is
+closed (``| head -1``) it stops quietly.
 """
 
 import os
@@ -43,6 +44,11 @@ def main(argv):
         return 130
     except WatchersError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except BrokenPipeError:
+        # Whoever read stdout is gone (``echo_bot.py | head -1``): stop quietly,
+        # and keep Python from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
 

@@ -7,6 +7,7 @@ set as a user would.
 
 import os
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -131,6 +132,42 @@ def test_echo_bot_ctrl_c_while_waiting_for_an_ack(watchers_emulator, watchers_en
     assert "Exception ignored" not in err
     assert err.splitlines()[-1] == "echo_bot: interrupted"
     assert out == []
+    watchers_emulator.wait_for_clients(0, timeout=WAIT)
+
+
+def test_echo_bot_stops_quietly_when_its_reader_goes_away(watchers_emulator, watchers_env):
+    # echo_bot.py | head -1: the second print hits a closed pipe.
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "echo_bot.py")],
+        stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"}, preexec_fn=_default_sigint,
+    )
+    os.close(write_end)
+    try:
+        watchers_emulator.wait_for_listeners("room-1", timeout=WAIT)
+        watchers_emulator.post("room-1", "one", user_id="alice")
+        line = b""
+        while not line.endswith(b"\n"):
+            ready, _, _ = select.select([read_end], [], [], WAIT)
+            assert ready, f"no output line in {WAIT}s (got {line!r})"
+            chunk = os.read(read_end, 4096)
+            assert chunk, f"stdout closed (got {line!r})"
+            line += chunk
+        assert line == b"room-1 alice: one\n"
+        os.close(read_end)
+        read_end = None
+        watchers_emulator.post("room-1", "two", user_id="alice")
+        _, err = proc.communicate(timeout=WAIT)
+    finally:
+        if read_end is not None:
+            os.close(read_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1, err
+    assert err.splitlines() == ["echo_bot: listening to room-1 (Ctrl-C to stop)"]
+    assert [s.text for s in watchers_emulator.sent] == ["echo: one", "echo: two"]
     watchers_emulator.wait_for_clients(0, timeout=WAIT)
 
 
