@@ -455,3 +455,28 @@ def test_normal_close_logs_no_warning(emulator, caplog):
         bot.receive(timeout=5)
     wait_until(lambda: not client_threads(), 3, "threads to end")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_close_interrupted_by_ctrl_c_can_be_finished(emulator, monkeypatch):
+    """A second Ctrl-C inside close() must not leave a live socket behind a 'closed' bot."""
+    from watchers_bot.connection import Connection
+
+    bot = make_bot(emulator)
+    bot.listen("r")
+    real_retire = Connection._retire
+    calls = []
+
+    def interrupted_once(self, link, **kwargs):
+        calls.append(link)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_retire(self, link, **kwargs)
+
+    monkeypatch.setattr(Connection, "_retire", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        bot.close()
+    assert bot.state == "closed"
+    assert emulator.clients  # still connected: the teardown did not finish
+    bot.close()  # finishes it
+    emulator.wait_for_clients(0, timeout=3)
+    wait_until(lambda: not client_threads(), 3, "threads to end")

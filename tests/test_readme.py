@@ -101,3 +101,14 @@ def test_readme_example_runs(env, index):
         assert "<Bot url='wss://bot.watchers.io/' state='idle' bot_id='my-bot' rooms=[]>" in output
     if "send_async" in code:
         assert [s.text for s in env.sent][-10:] == [f"line {i}" for i in range(10)]
+
+
+def test_readme_is_valid_restructuredtext():
+    """PyPI renders README.rst as the long description: a docutils error breaks that."""
+    docutils_core = pytest.importorskip("docutils.core")
+    errors = io.StringIO()
+    docutils_core.publish_string(
+        README.read_text(encoding="utf-8"), writer="null",
+        settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": errors},
+    )
+    assert errors.getvalue() == ""

@@ -22,6 +22,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from typing import Iterator, List, Optional
 
 import pytest
@@ -270,15 +271,13 @@ def test_unverifiable_certificate_fails_to_connect(tls_emu: Emulator) -> None:
     assert tls_emu.connections == 0  # never got past the handshake
 
 
-@pytest.mark.xfail(
-    reason="ConnectFailed says only 'Connection error': python-socketio/engineio drop the "
-    "SSLCertVerificationError (it is in __context__); see the doctor's TLS check",
-    strict=False,
-)
-def test_unverifiable_certificate_error_says_why(tls_emu: Emulator) -> None:
-    bot = Bot(TOKEN, API_KEY, BOT_ID, url=as_wss(tls_emu.url), connect_timeout=1.0)
-    with bot, pytest.raises(ConnectFailed, match=r"(?i)certificate"):
+def test_unverifiable_certificate_error_says_why_at_once(tls_emu: Emulator) -> None:
+    bot = Bot(TOKEN, API_KEY, BOT_ID, url=as_wss(tls_emu.url), connect_timeout=5.0)
+    start = time.monotonic()
+    with bot, pytest.raises(ConnectFailed, match=r"(?i)certificate") as info:
         bot.connect()
+    assert not info.value.retryable
+    assert time.monotonic() - start < 2.5  # not retried until connect_timeout
 
 
 def test_verify_ssl_false_connects(tls_emu: Emulator) -> None:

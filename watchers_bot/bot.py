@@ -61,6 +61,7 @@ def _abandon_inherited_bots() -> None:
     for bot in list(_open_bots):
         bot._close_lock = threading.Lock()  # may have been held by a thread that is gone
         bot._closed = True
+        bot._torn_down = True
         bot._inherited = True
         _open_bots.discard(bot)
 
@@ -230,6 +231,8 @@ class Bot:
         self._malformed = 0
         self._close_lock = threading.Lock()
         self._closed = False
+        self._torn_down = False
+        self._tearing_down = False
         self._inherited = False
         self._conn = Connection(
             self._url,
@@ -377,18 +380,27 @@ class Bot:
     def close(self) -> None:
         """Close the bot: end every ``messages()`` iterator, fail waiting calls,
         disconnect and join the bot's threads.  Idempotent."""
+        # "Closed" (no new calls) is set first; the teardown is marked done only
+        # at its end, so a close() interrupted by Ctrl-C can be finished by the
+        # next close() or the exit hook instead of leaving a live socket behind.
         with self._close_lock:
-            if self._closed:
+            if self._torn_down or self._tearing_down:
                 return
             self._closed = True
-        self._conn.close()
-        unread = self._inbox.close()
-        if unread:
-            log.warning("closed with %d unread message(s) in the inbox; counted as dropped", unread)
-        forget_secrets(self._secrets)
-        if self._current_token is not None and self._current_token not in self._secrets:
-            forget_secrets([self._current_token])
-        _open_bots.discard(self)
+            self._tearing_down = True
+        try:
+            unread = self._inbox.close()
+            if unread:
+                log.warning("closed with %d unread message(s) in the inbox; counted as dropped",
+                            unread)
+            self._conn.close()
+            forget_secrets(self._secrets)
+            if self._current_token is not None and self._current_token not in self._secrets:
+                forget_secrets([self._current_token])
+            _open_bots.discard(self)
+            self._torn_down = True
+        finally:
+            self._tearing_down = False
 
     def __enter__(self) -> "Bot":
         self._check_open()

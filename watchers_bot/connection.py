@@ -27,6 +27,7 @@ import itertools
 import logging
 import queue
 import random
+import ssl
 import threading
 import time
 from concurrent.futures import Future
@@ -191,6 +192,18 @@ class _Request:
         self.on_success = on_success
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    # python-socketio and python-engineio re-raise a bare "Connection error";
+    # the real reason (refused, DNS, TLS) is further down the chain.
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
+
+
 def _settle(future: Future, *, result: Any = None, error: Optional[BaseException] = None) -> None:  # type: ignore[type-arg]
     # A future may already be settled by a racing path (ack vs. disconnect vs.
     # expiry); the first one wins and the others are no-ops.
@@ -250,6 +263,7 @@ class Connection:
         self._need_reconnect = False
         self._next_expiry = float("inf")
         self._supervisor: Optional[threading.Thread] = None
+        self._torn_down = False
         self.callbacks = _CallbackRunner()
         self._state_listeners: List[Callable[[str, str], Any]] = []
         self.state_changed_at = time.time()
@@ -343,6 +357,8 @@ class Connection:
             try:
                 link = self._open_and_listen(max(remaining, 0.05))
             except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
+                if isinstance(exc, ConnectFailed) and not exc.retryable:
+                    raise
                 remaining = deadline - time.monotonic()
                 delay = min(self._backoff(attempt), remaining)
                 attempt += 1
@@ -402,8 +418,17 @@ class Connection:
                     protocol.describe_connect_error(list(link.refusal or ())),
                     raw=protocol.mask_secrets(list(link.refusal or ())),
                 ) from None
-            cause = exc.__cause__ or exc
-            raise ConnectFailed(f"could not connect to {self.url}: {cause}") from None
+            root = _root_cause(exc)
+            if isinstance(root, ssl.SSLError):
+                # A certificate or TLS failure repeats on every attempt: say so, at once.
+                raise ConnectFailed(
+                    f"could not connect to {self.url}: TLS failed: "
+                    f"{getattr(root, 'verify_message', None) or root.reason or root} "
+                    "(check ca_certs=, or the server's certificate)",
+                    retryable=False,
+                ) from None
+            detail = exc if root is exc else f"{exc} ({type(root).__name__}: {root})"
+            raise ConnectFailed(f"could not connect to {self.url}: {detail}") from None
         except Exception as exc:  # e.g. a token callable that raised
             link.alive = False
             self._retire(link)
@@ -765,7 +790,7 @@ class Connection:
     def close(self) -> None:
         """Fail pending requests with BotClosed, close the link, join threads."""
         with self._cond:
-            if self._state is State.CLOSED:
+            if self._torn_down:
                 return
             self._set_state(State.CLOSED)
             self._closing.set()
@@ -787,3 +812,4 @@ class Connection:
             if supervisor.is_alive():  # pragma: no cover - a connect attempt still in flight
                 log.warning("the supervisor thread is still finishing a connection attempt")
         self.callbacks.stop(_JOIN_TIMEOUT)
+        self._torn_down = True

@@ -86,8 +86,14 @@ class ConnectFailed(WatchersError, ConnectionError):
 
     Raised by ``connect()``, and by ``listen()``/``send()`` when they had to
     wait for a connection that did not come.  Nothing was sent.  Also raised
-    by ``messages()`` when the bot gave up reconnecting.
+    by ``messages()`` when the bot gave up reconnecting.  ``retryable`` is
+    false for failures that would repeat on every attempt (a certificate that
+    does not verify).
     """
+
+    def __init__(self, message: str = "", *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ReceiveTimeout(WatchersError, TimeoutError):
