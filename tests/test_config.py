@@ -170,3 +170,14 @@ def test_url_with_credentials_is_refused_without_echoing_them():
     with pytest.raises(ValueError, match="credentials") as info:
         Bot("t", "k", url="ftp://user:hunter2@x.test")
     assert "hunter2" not in str(info.value)
+
+
+def test_importing_the_package_is_cheap():
+    """The pytest plugin loads the package in every pytest session: no socketio until used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, watchers_bot; assert 'socketio' not in sys.modules; "
+            "from watchers_bot import Bot; assert 'socketio' in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

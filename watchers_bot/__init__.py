@@ -10,9 +10,9 @@
             bot.reply(msg, "echo: " + msg.text)
 """
 
+from typing import TYPE_CHECKING, Any, List
+
 from . import _logging  # noqa: F401  (installs the redacting log filters first)
-from .bot import Bot, DuplicateBotWarning
-from .connection import AckFuture, State
 from .errors import (
     AckTimeout,
     AuthError,
@@ -24,11 +24,42 @@ from .errors import (
     ServerError,
     WatchersError,
 )
-from .handler import HandlerThread
 from .models import Health, Message, Stats
 from .regions import REGIONS
 
 __version__ = "0.1.0"
+
+# The names that need python-socketio are imported on first use: the pytest
+# plugin (loaded in every pytest session of anyone who installed the package)
+# and the CLI's --version stay cheap.
+_LAZY = {
+    "Bot": ".bot",
+    "DuplicateBotWarning": ".bot",
+    "AckFuture": ".connection",
+    "State": ".connection",
+    "HandlerThread": ".handler",
+}
+
+if TYPE_CHECKING:
+    from .bot import Bot, DuplicateBotWarning
+    from .connection import AckFuture, State
+    from .handler import HandlerThread
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "REGIONS",
