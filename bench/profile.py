@@ -19,7 +19,7 @@ from typing import Any
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
-TOKEN, API_KEY = "bench-token-5e1f", "bench-key-9c27"
+from bench.run import API_KEY, TOKEN
 
 
 def _serve(conn: Any) -> None:
@@ -48,14 +48,22 @@ def main() -> int:
     parser.add_argument("--client", choices=["ours", "raw"], default="ours")
     parser.add_argument("-n", type=int, default=50000)
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument("--node", action="store_true", help="npm socket.io server (seq/pipe)")
     args = parser.parse_args()
 
     from bench.driver import Ours, Raw
 
     parent, child = mp.Pipe()
-    server = mp.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
-    server.start()
-    url = parent.recv()
+    if args.node:
+        from bench.run import NodeServer, node_available
+
+        node_server = NodeServer(node_available() or "node")
+        server: Any = None
+        url = node_server.url
+    else:
+        server = mp.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
+        server.start()
+        url = parent.recv()
     client = (Ours if args.client == "ours" else Raw)(url, TOKEN, API_KEY)
     profiler = None
     if args.pyinstrument:
@@ -86,8 +94,11 @@ def main() -> int:
             print(profiler.output_text(unicode=False, color=False, show_all=False))
     finally:
         client.close()
-        parent.send(None)
-        server.join(10)
+        if server is not None:
+            parent.send(None)
+            server.join(10)
+        else:
+            node_server.close()
     return 0
 
 

@@ -119,6 +119,12 @@ _ENGINEIO_JSON: Any = getattr(engineio, "json", None)
 _DECODE: Any = json.JSONDecoder(
     parse_int=getattr(_ENGINEIO_JSON, "_safe_int", int)
 ).decode
+# What python-socketio's Packet.encode calls: json.dumps(data, separators=(",", ":")),
+# whose keyword arguments also build an encoder per call.
+_ENCODE: Any = json.JSONEncoder(separators=(",", ":")).encode
+# Values that can never be (or contain) binary data: a payload made only of
+# these needs none of python-socketio's recursive binary checks.
+_PLAIN = (str, int, float, bool, type(None))
 _INFO = logging.INFO
 # A Socket.IO EVENT ("2") or ACK ("3") packet of the default namespace, no
 # binary attachments: the type, an optional ack id, then the JSON array.
@@ -150,6 +156,55 @@ class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
                         return
             super()._receive_packet(pkt)
 
+        def _write_loop(self) -> None:
+            # Upstream's websocket write loop, but every packet waiting in the
+            # queue goes out in one socket write (see _WebSocket.send_texts).
+            if self.current_transport != "websocket":  # pragma: no cover - polling
+                super()._write_loop()
+                return
+            get = self.queue.get
+            empty = self.queue_empty
+            while self.state == "connected":
+                timeout = max(self.ping_interval, self.ping_timeout) + 5
+                try:
+                    packets = [get(timeout=timeout)]
+                except empty:
+                    self.logger.error("packet queue is empty, aborting")
+                    break
+                if packets[0] is None:
+                    self.queue.task_done()
+                    packets = []
+                else:
+                    while True:
+                        try:
+                            packets.append(get(block=False))
+                        except empty:
+                            break
+                        if packets[-1] is None:
+                            packets.pop()
+                            self.queue.task_done()
+                            break
+                if not packets:
+                    break  # an empty batch means: connection closed
+                try:
+                    texts: List[str] = []
+                    for pkt in packets:
+                        encoded = pkt.encode()
+                        if pkt.binary:
+                            self.ws.send_texts(texts)
+                            texts = []
+                            self.ws.send_binary(encoded)
+                        else:
+                            texts.append(encoded)
+                    self.ws.send_texts(texts)
+                    for _ in packets:
+                        self.queue.task_done()
+                except (websocket.WebSocketConnectionClosedException, BrokenPipeError, OSError):
+                    self.logger.warning("WebSocket connection was closed, aborting")
+                    break
+            self.logger.info("Exiting write loop task")
+            self.write_loop_task = None
+
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         if target == self.handlers.get("message") and len(args) == 1 and not kwargs:
             data = args[0]
@@ -180,7 +235,7 @@ _CLOSE_WAIT = 0.1
 
 
 # How much the websocket reader asks the kernel for at a time.
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024
 
 _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
@@ -197,6 +252,26 @@ class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
     def close(self, status: int = websocket.STATUS_NORMAL, reason: Any = b"",
               timeout: Any = _CLOSE_WAIT) -> None:
         super().close(status, reason, _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT))
+
+    def send_texts(self, texts: List[str]) -> None:
+        """Send text messages, each in its own (masked) frame, in one socket write."""
+        if not texts:
+            return
+        if len(texts) == 1:
+            self.send(texts[0])
+            return
+        create = websocket.ABNF.create_frame
+        frames = []
+        for text in texts:
+            frame = create(text, websocket.ABNF.OPCODE_TEXT)
+            if self.get_mask_key:
+                frame.get_mask_key = self.get_mask_key
+            frames.append(frame.format())
+        data = b"".join(frames)
+        with self.lock:
+            while data:
+                sent = self._send(data)
+                data = data[sent:]
 
     if FAST_PATH:
 
@@ -306,6 +381,24 @@ class SocketIOClient(socketio.Client):  # type: ignore[misc]
         return _InlineEngineIOClient
 
     if FAST_PATH:
+
+        def emit(self, event: Any, data: Any = None, namespace: Any = None,
+                 callback: Any = None) -> None:
+            # A flat JSON object to the default namespace (every Watchers
+            # request): encoded here in one step, without python-socketio's
+            # recursive binary checks, Packet objects and log call.
+            if (type(data) is dict and (namespace is None or namespace == "/")
+                    and type(event) is str and "/" in self.namespaces
+                    and self.packet_class.json is _ENGINEIO_JSON
+                    and not self.logger.isEnabledFor(_INFO)):
+                for value in data.values():
+                    if type(value) not in _PLAIN:
+                        break
+                else:
+                    ack = "" if callback is None else str(self._generate_ack_id("/", callback))
+                    self.eio.send("2" + ack + _ENCODE([event, data]))
+                    return
+            super().emit(event, data, namespace=namespace, callback=callback)
 
         def _handle_eio_message(self, data: Any) -> None:
             # EVENT and ACK packets of the default namespace: one regex, one
