@@ -50,8 +50,8 @@ WORKLOADS = {
 
 CONFIGS = {
     #            seq   pipe   burst  latency connect memory idle_s reps
-    "full": dict(seq=2000, pipe=20000, burst=50000, latency=500, connect=15, memory=20000,
-                 idle=3.0, reps=5, interval_ms=2),
+    "full": dict(seq=2000, pipe=10000, burst=50000, latency=500, connect=15, memory=10000,
+                 idle=2.0, reps=5, interval_ms=2),
     "quick": dict(seq=300, pipe=3000, burst=20000, latency=100, connect=3, memory=2000,
                   idle=0.5, reps=1, interval_ms=2),
     # the smallest configuration, run by tests/test_bench.py (correctness only)
@@ -378,7 +378,7 @@ def versions(node: Optional[str]) -> Dict[str, str]:
 
     v = {"python": platform.python_version()}
     for dist in ("python-socketio", "python-engineio", "websocket-client", "simple-websocket",
-                 "werkzeug", "watchers-bot"):
+                 "werkzeug", "watchers-bot", "orjson"):
         with contextlib.suppress(Exception):
             v[dist] = version(dist)
     if node:

@@ -192,6 +192,28 @@ def test_info_logging_keeps_upstreams_path_and_its_packet_logs(monkeypatch):
     assert upstream.calls == [('2["message",{"x":1}]',)]
 
 
+def test_packets_the_fast_decoder_refuses_are_decoded_by_upstream(monkeypatch):
+    """orjson (when installed) refuses lone surrogates, NaN and integers beyond
+    64 bits that the standard json module accepts: upstream decodes those."""
+    client, message = _client_with_handlers()
+
+    def refuse(text):
+        raise json.JSONDecodeError("refused", text, 0)
+
+    monkeypatch.setattr(_transport, "_ORJSON_LOADS", refuse)
+    client._handle_eio_message('2["message",{"text":"\\ud800","n":NaN}]')
+    [(payload,)] = message.calls
+    assert payload["text"] == "\ud800"
+    assert payload["n"] != payload["n"]  # NaN, as python-socketio decodes it
+
+
+def test_huge_integers_are_refused_as_upstream_refuses_them():
+    client, message = _client_with_handlers()
+    with pytest.raises(ValueError):  # noqa: PT011 - upstream raises a bare ValueError
+        client._handle_eio_message('2["message",{"id":' + "9" * 5000 + "}]")
+    assert message.calls == []
+
+
 def test_undecodable_event_raises_as_upstream_does():
     client, message = _client_with_handlers()
     with pytest.raises(json.JSONDecodeError):
