@@ -750,8 +750,6 @@ def test_api_key_revoked_while_connected(proxied):
     assert bot.connected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: health().last_error stays None when the bot "
-                   "failed for good (AuthError on reconnect): a health check cannot say why")
 def test_health_says_why_the_bot_failed(proxied):
     bot = proxied.bot()
     bot.listen("r")

@@ -89,12 +89,27 @@ def _check_id(value: Any, name: str) -> str:
     return value
 
 
+#: The longest timeout accepted (about 3 years): beyond it the platform's own
+#: limits (threading.TIMEOUT_MAX, socket timeouts) overflow.  ``None`` waits
+#: without limit where a call allows it.
+MAX_TIMEOUT = 1e8
+
+
 def _seconds(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
-    return float(value)
+    if seconds > MAX_TIMEOUT:
+        raise ValueError(
+            f"{name} must be at most {MAX_TIMEOUT:g} seconds, got {seconds:g} "
+            "(where allowed, None waits without limit)"
+        )
+    return seconds
 
 
 def _optional_seconds(value: Any, name: str) -> Optional[float]:
@@ -591,7 +606,7 @@ class Bot:
         """A snapshot for a health check or a status line: state, times, counters."""
         conn = self._conn
         stats = self.stats
-        error = conn.last_error
+        error = conn.fatal or conn.last_error
         return Health(
             state=self.state,
             ok=conn.state is State.CONNECTED,

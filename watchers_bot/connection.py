@@ -306,6 +306,11 @@ class Connection:
             return tuple(self._rooms)
 
     @property
+    def fatal(self) -> Optional[BaseException]:
+        """The error the bot gave up with, if it did."""
+        return self._fatal
+
+    @property
     def pending(self) -> int:
         return len(self._pending)
 

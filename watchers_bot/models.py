@@ -79,7 +79,7 @@ class Health:
     #: messages waiting in the inbox.
     queued: int
     dropped: int
-    #: the last request error, as ``"Type: text"`` (never a secret).
+    #: why the bot gave up, else the last request error, as ``"Type: text"`` (never a secret).
     last_error: Optional[str]
 
     def as_dict(self) -> Dict[str, Any]:
