@@ -1339,9 +1339,15 @@ class Emulator:
                     room_id, text, user_id, sid, mask_secrets(payload), time.monotonic(), msg_id,
                 ))
                 self._changed.notify_all()
-            message = message_payload(room_id, msg_id, text, user_id, self._project)
-            gen.sio.emit(
-                EVENT_MESSAGE, message, to=_ROOM_PREFIX + room_id,
-                skip_sid=None if self._echo_sender else sid,
-            )
+                # Nobody to tell: skip building and encoding a broadcast that
+                # reaches no socket (a socket still waiting for its listen ack
+                # is not owed this message).
+                listeners = self._rooms.get(room_id)
+                audience = bool(listeners) and (self._echo_sender or listeners != {sid})
+            if audience:
+                message = message_payload(room_id, msg_id, text, user_id, self._project)
+                gen.sio.emit(
+                    EVENT_MESSAGE, message, to=_ROOM_PREFIX + room_id,
+                    skip_sid=None if self._echo_sender else sid,
+                )
         return None
