@@ -99,6 +99,7 @@ def test_soak():
     surprises: list = []
     faults: list = []
     clean_ends: list = []
+    victims: dict = {}  # sid -> the fault that hit it
     lock = threading.Lock()
     try:
         bot = rig.bot(connect_timeout=3.0, ack_timeout=2.0, reconnect_delay=0.05,
@@ -147,6 +148,8 @@ def test_soak():
                 surprises.append(str(exc))
 
         def fault(kind: str) -> None:
+            for sid in emu.clients:
+                victims[sid] = kind
             if kind == "rst":
                 proxy.cut()
             elif kind == "fin":
@@ -245,6 +248,10 @@ def test_soak():
 
     report = check_delivery(emu.written, consumer.received, complete_sids=live)
     clean_tail = sum(report.tails.get(sid, 0) for sid in set(clean_ends))
+    tails_by_fault: collections.Counter = collections.Counter()
+    for sid, tail in report.tails.items():
+        if tail:
+            tails_by_fault[victims.get(sid, "?")] += tail
     outcomes = collections.Counter(send_outcomes.values())
     posted = {m.text for m in emu.sent}
     acked_not_posted = [t for t, o in send_outcomes.items() if o == "ok" and t not in posted]
@@ -258,9 +265,9 @@ def test_soak():
     print("faults:     ", dict(collections.Counter(faults)))
     print(f"messages:    posted {figures['posted']}, written to the bot {report.written}, "
           f"received {report.received}, lost while the link was up 0 (checked), "
-          f"unread tails of dead links {report.tail_lost} (after clean server "
-          f"disconnects: {clean_tail}), posts refused while the server was down "
-          f"{figures['posts refused (server down)']}")
+          f"unread tails of dead links {report.tail_lost} (by fault: "
+          f"{dict(tails_by_fault)}; after clean server disconnects: {clean_tail}), "
+          f"posts refused while the server was down {figures['posts refused (server down)']}")
     print(f"sends:       {len(send_outcomes)}: {dict(outcomes)}; acked but not posted "
           f"{len(acked_not_posted)}; ConnectFailed but posted {len(failed_but_posted)}")
     print(f"bot:         reconnects {stats.reconnects}, links {report.sockets}, "
