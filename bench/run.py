@@ -50,7 +50,7 @@ WORKLOADS = {
 
 CONFIGS = {
     #            seq   pipe   burst  latency connect memory idle_s reps
-    "full": dict(seq=2000, pipe=10000, burst=50000, latency=500, connect=15, memory=10000,
+    "full": dict(seq=2000, pipe=10000, burst=50000, latency=500, connect=30, memory=10000,
                  idle=2.0, reps=5, interval_ms=2),
     "quick": dict(seq=300, pipe=3000, burst=20000, latency=100, connect=3, memory=2000,
                   idle=0.5, reps=1, interval_ms=2),
