@@ -109,12 +109,19 @@ def test_fast_path_is_on_for_the_installed_versions():
     assert list(inspect.signature(socketio.Client._handle_eio_message).parameters) == [
         "self", "data"]
     assert list(inspect.signature(websocket.WebSocket._recv).parameters) == ["self", "bufsize"]
+    assert list(inspect.signature(engineio.Client._write_loop).parameters) == ["self"]
+    assert list(inspect.signature(socketio.Client._generate_ack_id).parameters) == [
+        "self", "namespace", "callback"]
+    assert list(inspect.signature(socketio.Client.emit).parameters) == [
+        "self", "event", "data", "namespace", "callback"]
     # What the overrides read on the instances.
     client = SocketIOClient(handle_sigint=False)
-    for name in ("handlers", "callbacks", "_binary_packet", "packet_class", "logger"):
+    for name in ("handlers", "callbacks", "_binary_packet", "packet_class", "logger",
+                 "namespaces", "eio"):
         assert hasattr(client, name), name
     assert client.packet_class.json is _transport._ENGINEIO_JSON
-    for name in ("handlers", "logger"):
+    for name in ("handlers", "logger", "queue", "queue_empty", "state", "ping_interval",
+                 "ping_timeout", "current_transport", "write_loop_task"):
         assert hasattr(client.eio, name), name
     assert callable(getattr(_transport._ENGINEIO_JSON, "_safe_int", None))
     ws = _transport._WebSocket()
@@ -330,3 +337,42 @@ def test_reader_raises_websocket_clients_errors_on_timeout_and_eof(wire):
     with pytest.raises(websocket.WebSocketConnectionClosedException):
         ws.recv()
     assert not ws.connected
+
+
+def _read_client_frames(sock, count):
+    """Parse ``count`` masked client frames from ``sock``; returns (opcode, payload) pairs."""
+    data = b""
+    frames = []
+    while len(frames) < count:
+        while True:
+            if len(data) >= 2:
+                n = data[1] & 0x7F
+                head = 2 + {126: 2, 127: 8}.get(n, 0) + 4
+                if len(data) >= head:
+                    if n == 126:
+                        n = struct.unpack("!H", data[2:4])[0]
+                    elif n == 127:
+                        n = struct.unpack("!Q", data[2:10])[0]
+                    if len(data) >= head + n:
+                        break
+            data += sock.recv(65536)
+        key, body = data[head - 4:head], data[head:head + n]
+        frames.append((data[0], bytes(b ^ key[i % 4] for i, b in enumerate(body))))
+        data = data[head + n:]
+    return frames
+
+
+def test_batched_writes_are_separate_masked_frames_in_order(wire):
+    ws, server = wire
+    texts = ["4" + str(i) * (i % 300) for i in range(200)]
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(
+        _read_client_frames(server, len(texts) + 1)))
+    reader.start()
+    ws.send_texts(texts)
+    ws.send_texts([])
+    ws.send_texts(["4last"])
+    reader.join(5)
+    frames = got
+    assert [op for op, _ in frames] == [0x81] * (len(texts) + 1)
+    assert [body.decode() for _, body in frames] == [*texts, "4last"]

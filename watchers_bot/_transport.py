@@ -102,7 +102,9 @@ def _fast_path_supported() -> bool:
         TESTED_SOCKETIO[0] <= sio < TESTED_SOCKETIO[1]
         and TESTED_ENGINEIO[0] <= eio < TESTED_ENGINEIO[1]
         and callable(getattr(engineio.Client, "_receive_packet", None))
+        and callable(getattr(engineio.Client, "_write_loop", None))
         and callable(getattr(socketio.Client, "_handle_eio_message", None))
+        and callable(getattr(socketio.Client, "_generate_ack_id", None))
         and hasattr(socketio.packet.Packet, "json")
         and callable(getattr(websocket.WebSocket, "_recv", None))
         and callable(getattr(websocket.WebSocket, "send_close", None))
