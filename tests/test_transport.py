@@ -110,6 +110,7 @@ def test_fast_path_is_on_for_the_installed_versions():
         "self", "data"]
     assert list(inspect.signature(websocket.WebSocket._recv).parameters) == ["self", "bufsize"]
     assert list(inspect.signature(engineio.Client._write_loop).parameters) == ["self"]
+    assert list(inspect.signature(websocket.WebSocket._send).parameters) == ["self", "data"]
     assert list(inspect.signature(socketio.Client._generate_ack_id).parameters) == [
         "self", "namespace", "callback"]
     assert list(inspect.signature(socketio.Client.emit).parameters) == [
@@ -126,6 +127,8 @@ def test_fast_path_is_on_for_the_installed_versions():
     assert callable(getattr(_transport._ENGINEIO_JSON, "_safe_int", None))
     ws = _transport._WebSocket()
     assert hasattr(ws, "readlock")
+    assert hasattr(ws, "lock")
+    assert hasattr(ws, "get_mask_key")
     assert type(ws).recv is not websocket.WebSocket.recv
 
 
@@ -376,3 +379,73 @@ def test_batched_writes_are_separate_masked_frames_in_order(wire):
     frames = got
     assert [op for op, _ in frames] == [0x81] * (len(texts) + 1)
     assert [body.decode() for _, body in frames] == [*texts, "4last"]
+
+
+# --------------------------------------------------------------------------- direct writes
+
+
+def test_direct_write_sends_a_masked_frame_at_once(wire):
+    ws, server = wire
+    assert ws.send_direct("42[\"x\"]")
+    [(op, body)] = _read_client_frames(server, 1)
+    assert (op, body) == (0x81, b'42["x"]')
+
+
+def test_direct_write_is_refused_on_a_blocking_socket(wire):
+    ws, _ = wire
+    ws.sock.settimeout(None)  # a blocking descriptor: os.write could block
+    assert not ws.send_direct("4x")
+
+
+def test_a_partial_direct_write_is_finished_before_anything_else(wire):
+    ws, server = wire
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big = "4" + "y" * 2_000_000
+    assert ws.send_direct(big)  # taken: the kernel has part of it, the rest waits
+    assert ws._tail
+    assert not ws.send_direct("4after")  # nothing may overtake the unfinished frame
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(_read_client_frames(server, 2)))
+    reader.start()
+    ws.send_texts(["4next"])  # any write finishes the tail first
+    reader.join(10)
+    assert [body.decode() for _, body in got] == [big, "4next"]
+    assert not ws._tail
+
+
+def test_sends_from_one_thread_keep_their_order_lone_or_pipelined(emulator, monkeypatch):
+    """Lone requests are written directly, the ones that follow queued and
+    batched: the server sees them all in the order they were made."""
+    direct = []
+    real = _transport._WebSocket.send_direct
+
+    def counting(self, text):
+        taken = real(self, text)
+        direct.append(taken)
+        return taken
+
+    monkeypatch.setattr(_transport._WebSocket, "send_direct", counting)
+    client = SocketIOClient(handle_sigint=False, reconnection=False)
+    client.connect(emulator.url, auth={"bearer": "test-token"}, transports=["websocket"],
+                   wait_timeout=5)
+    try:
+        done = threading.Semaphore(0)
+        acked = 0
+        texts = [f"m{i}" for i in range(600)]
+        for i, text in enumerate(texts):
+            client.emit("external/send", {"roomId": "r", "apiKey": "test-key",
+                                          "userId": "b", "text": text},
+                        callback=lambda *args: done.release())
+            if i % 50 == 0:  # now and then wait for every ack: the next send is lone
+                while acked < i + 1:
+                    assert done.acquire(timeout=10)
+                    acked += 1
+        while acked < len(texts):
+            assert done.acquire(timeout=10)
+            acked += 1
+        assert [m.text for m in emulator.wait_for_sent(len(texts), timeout=10)] == texts
+        assert sum(direct) >= 10  # the lone ones went out directly
+        assert len(direct) < len(texts)  # the others were queued
+    finally:
+        client.disconnect()
