@@ -1,5 +1,6 @@
 """Construction, configuration and argument checks: nothing here touches the network."""
 
+import logging
 import socket
 
 import pytest
@@ -181,3 +182,17 @@ def test_importing_the_package_is_cheap():
             "from watchers_bot import Bot; assert 'socketio' in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_socketio_and_engineio_warnings_pass_on_as_info(caplog):
+    """Their warnings repeat what the bot reports itself (lost links, late acks)."""
+    from watchers_bot._logging import ENGINEIO_LOG, SOCKETIO_LOG
+
+    caplog.set_level(logging.INFO)
+    SOCKETIO_LOG.warning("Unknown callback received, ignoring.")
+    ENGINEIO_LOG.warning("WebSocket connection was closed, aborting")
+    SOCKETIO_LOG.error("a real error")
+    assert [(r.name, r.levelname) for r in caplog.records] == [
+        ("watchers_bot.socketio", "INFO"), ("watchers_bot.engineio", "INFO"),
+        ("watchers_bot.socketio", "ERROR"),
+    ]

@@ -91,9 +91,10 @@ class RedactingFilter(logging.Filter):
 
 
 class _DemoteWarnings(logging.Filter):
-    """python-engineio warns on every closed link, even a normal close; the bot
-    reports lost links itself (once, with what it does next), so these are
-    passed on as INFO."""
+    """python-engineio warns on every closed link, even a normal close, and
+    python-socketio on an ack that comes after its link was given up (the bot
+    has already failed that request with ConnectionLost).  The bot reports
+    lost links itself, once, with what it does next; these pass on as INFO."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno == logging.WARNING:
@@ -114,3 +115,4 @@ _FILTER = RedactingFilter()
 for _logger in (LOG, SOCKETIO_LOG, ENGINEIO_LOG, logging.getLogger("websocket")):
     _logger.addFilter(_FILTER)
 ENGINEIO_LOG.addFilter(_DemoteWarnings())
+SOCKETIO_LOG.addFilter(_DemoteWarnings())
