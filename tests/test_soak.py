@@ -88,7 +88,7 @@ def census() -> collections.Counter:
 
 @pytest.mark.soak
 @pytest.mark.timeout(SOAK_SECONDS + 180)
-def test_soak():
+def test_soak(capsys):
     rng = random.Random(int(os.environ.get("WATCHERS_SOAK_SEED", "20261125")))
     rig = make_rig()
     emu, proxy = rig.emulator, rig.proxy
@@ -261,23 +261,25 @@ def test_soak():
     piling_up = {name: (objects_baseline[name], n) for name, n in objects_end.items()
                  if n > objects_baseline[name] + 10}
 
-    print(f"\n--- soak: {SOAK_SECONDS:g} s, {len(faults)} faults ---")
-    print("faults:     ", dict(collections.Counter(faults)))
-    print(f"messages:    posted {figures['posted']}, written to the bot {report.written}, "
-          f"received {report.received}, lost while the link was up 0 (checked), "
-          f"unread tails of dead links {report.tail_lost} (by fault: "
-          f"{dict(tails_by_fault)}; after clean server disconnects: {clean_tail}), "
-          f"posts refused while the server was down {figures['posts refused (server down)']}")
-    print(f"sends:       {len(send_outcomes)}: {dict(outcomes)}; acked but not posted "
-          f"{len(acked_not_posted)}; ConnectFailed but posted {len(failed_but_posted)}")
-    print(f"bot:         reconnects {stats.reconnects}, links {report.sockets}, "
-          f"dropped {stats.dropped}, malformed {stats.malformed}")
-    print(f"threads:     bot+client baseline {threads_baseline}, max {threads_max}, "
-          f"end {threads_end}")
-    print(f"memory:      library allocations {memory_baseline} -> {memory_end} bytes "
-          f"({growth:+d}); library objects {sum(objects_baseline.values())} -> "
-          f"{sum(objects_end.values())}; RSS {rss_baseline} -> {rss_end} KiB "
-          "(RSS includes the test's own records)")
+    # The figures are the point of a soak run: shown even when pytest captures output.
+    with capsys.disabled():
+        print(f"\n--- soak: {SOAK_SECONDS:g} s, {len(faults)} faults ---")
+        print("faults:     ", dict(collections.Counter(faults)))
+        print(f"messages:    posted {figures['posted']}, written to the bot {report.written}, "
+              f"received {report.received}, lost while the link was up 0 (checked), "
+              f"unread tails of dead links {report.tail_lost} (by fault: "
+              f"{dict(tails_by_fault)}; after clean server disconnects: {clean_tail}), "
+              f"posts refused while the server was down {figures['posts refused (server down)']}")
+        print(f"sends:       {len(send_outcomes)}: {dict(outcomes)}; acked but not posted "
+              f"{len(acked_not_posted)}; ConnectFailed but posted {len(failed_but_posted)}")
+        print(f"bot:         reconnects {stats.reconnects}, links {report.sockets}, "
+              f"dropped {stats.dropped}, malformed {stats.malformed}")
+        print(f"threads:     bot+client baseline {threads_baseline}, max {threads_max}, "
+              f"end {threads_end}")
+        print(f"memory:      library allocations {memory_baseline} -> {memory_end} bytes "
+              f"({growth:+d}); library objects {sum(objects_baseline.values())} -> "
+              f"{sum(objects_end.values())}; RSS {rss_baseline} -> {rss_end} KiB "
+              "(RSS includes the test's own records)")
 
     assert not surprises, surprises
     assert set(outcomes) <= {"ok", "ConnectionLost", "AckTimeout", "ConnectFailed",
