@@ -31,7 +31,7 @@ _PAIR = re.compile(
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 
 _lock = threading.Lock()
-_secrets: Counter = Counter()
+_secrets: "Counter[str]" = Counter()
 _pattern: "re.Pattern[str] | None" = None
 
 

@@ -173,7 +173,7 @@ class _Flush:
 _FLUSH = _Flush()
 
 
-class _InlineEngineIOClient(engineio.Client):  # type: ignore[misc]
+class _InlineEngineIOClient(engineio.Client):
     """An Engine.IO client that dispatches ordinary packets on its read thread."""
 
     #: Packets handled inline since creation (read by tests and stats).
@@ -306,7 +306,7 @@ _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 
 
-class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
+class _WebSocket(websocket.WebSocket):
     """websocket-client's WebSocket with a short close handshake wait and,
     on the fast path, a buffered frame reader (see the module docstring)."""
 
@@ -387,7 +387,7 @@ class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
                 tail = tail[super()._send(tail):]
         if not data:
             return 0
-        return super()._send(data)  # type: ignore[no-any-return]
+        return super()._send(data)
 
     if FAST_PATH:
 
@@ -438,7 +438,7 @@ class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
         while shortage > 0:
             # _recv raises WebSocketTimeoutException / ...ConnectionClosedException
             # (and marks the socket closed) as websocket-client's own reader does.
-            data = self._recv(max(_READ_SIZE, shortage))
+            data = self._recv(max(_READ_SIZE, shortage))  # type: ignore[no-untyped-call]
             chunks.append(data)
             shortage -= len(data)
         self._rbuf = b"".join(chunks)
@@ -484,7 +484,7 @@ class _WebSocket(websocket.WebSocket):  # type: ignore[misc]
         return payload
 
 
-class SocketIOClient(socketio.Client):  # type: ignore[misc]
+class SocketIOClient(socketio.Client):
     """``socketio.Client`` whose Engine.IO client dispatches on the read thread."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

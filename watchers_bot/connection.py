@@ -489,7 +489,8 @@ class Connection:
         deadline = time.monotonic() + self.connect_timeout
         while True:
             link = self._ready_link(deadline)
-            future = self._request_on(link, event, payload, reader, timeout, on_success)
+            future: Optional[AckFuture] = self._request_on(
+                link, event, payload, reader, timeout, on_success)
             if future is not None:
                 return future
             # The link died before the request went on the wire: safe to wait and retry.

@@ -820,7 +820,8 @@ class Emulator:
 
     # ------------------------------------------------------------------ posting
 
-    def post(self, room_id: str, text: str, *, user_id: str = "human", **extra: Any) -> dict:
+    def post(self, room_id: str, text: str, *, user_id: str = "human",
+             **extra: Any) -> Dict[str, Any]:
         """Post ``text`` in ``room_id`` as a human user.
 
         Every socket listening to the room gets a ``message`` event built by
@@ -877,6 +878,7 @@ class Emulator:
                     )
                     chunks.append((frames, chunk[-1]))
                 for eio_sid, raw, sid in targets:
+                    assert raw is not None  # checked above
                     for n, (frames, last) in enumerate(chunks):
                         on_write = None
                         if self._record_writes:
@@ -1270,11 +1272,13 @@ class Emulator:
                 gen.sio.emit(EVENT_EXCEPTION, self._exception_body(event, payload, rule),
                              to=sid)
                 return gen.sio.not_handled
+            answer: Optional[Dict[str, Any]]
             try:
                 if event == EVENT_LISTEN:
                     answer = self._listen(gen, sid, payload)
                 else:
-                    answer = self._send(gen, sid, payload)
+                    self._send(gen, sid, payload)
+                    answer = None
             except _Refused as refused:
                 answer = refused.answer()
             if rule.mode == "withhold":
