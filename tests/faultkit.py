@@ -13,10 +13,10 @@ import array
 import collections
 import os
 import threading
-import time
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from faultproxy import FaultProxy
+from helpers import CLIENT_THREAD_MARKERS, client_threads, wait_until  # noqa: F401 (re-exported)
 
 from watchers_bot import Bot
 from watchers_bot.emulator import Emulator, WrittenMessage
@@ -33,21 +33,8 @@ TYPED_SEND_ERRORS: Tuple[str, ...] = (
     "ConnectionLost", "AckTimeout", "ConnectFailed", "ServerError",
 )
 
-CLIENT_THREAD_MARKERS = ("watchers-bot", "_read_loop", "_write_loop", "_handle_eio",
-                         "_handle_reconnect", "_supervise")
 
 
-def client_threads() -> set:
-    """Threads of bots and of python-socketio's client (not the emulator's or the proxy's)."""
-    return {t for t in threading.enumerate() if any(m in t.name for m in CLIENT_THREAD_MARKERS)}
-
-
-def wait_until(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.01)
 
 
 class Rig:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from helpers import KEY, TOKEN, client_threads, make_bot, wait_until
 
 from watchers_bot import (
     AckTimeout,
@@ -19,16 +20,6 @@ from watchers_bot import (
     ServerError,
 )
 
-TOKEN = "test-token"
-KEY = "test-key"
-
-
-def make_bot(emulator, **kwargs):
-    options = {"connect_timeout": 5.0, "ack_timeout": 5.0, "reconnect_delay": 0.05,
-               "reconnect_delay_max": 0.5}
-    options.update(kwargs)
-    return Bot(TOKEN, KEY, options.pop("bot_id", "bot-1"), url=emulator.url, **options)
-
 
 @pytest.fixture
 def bot(emulator):
@@ -37,13 +28,6 @@ def bot(emulator):
     b.close()
 
 
-def wait_until(predicate, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_listen_send_receive_round_trip(emulator, bot):
@@ -391,13 +375,7 @@ def test_close_ends_iterators_and_waiting_calls_promptly(emulator):
     assert "outcome is unknown" in str(outcomes["send"])
 
 
-CLIENT_THREAD_MARKERS = ("watchers-bot", "_read_loop", "_write_loop", "_handle_eio",
-                         "_handle_reconnect", "_supervise")
 
-
-def client_threads():
-    """Threads of the bot and of python-socketio's client (the emulator's are left out)."""
-    return {t for t in threading.enumerate() if any(m in t.name for m in CLIENT_THREAD_MARKERS)}
 
 
 def test_close_leaves_no_thread_behind(emulator):

@@ -5,27 +5,9 @@ import time
 import warnings
 
 import pytest
+from helpers import TOKEN, make_bot, wait_until
 
 from watchers_bot import Bot, DuplicateBotWarning, HandlerThread
-
-TOKEN = "test-token"
-KEY = "test-key"
-
-
-def make_bot(emulator, **kwargs):
-    options = {"connect_timeout": 5.0, "ack_timeout": 5.0, "reconnect_delay": 0.05,
-               "reconnect_delay_max": 0.5}
-    options.update(kwargs)
-    return Bot(TOKEN, KEY, "bot-1", url=emulator.url, **options)
-
-
-def wait_until(predicate, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_run_in_thread_handles_messages_and_survives_a_raising_handler(emulator, caplog):
