@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import socket
+import struct
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -316,7 +317,30 @@ class _WebSocket(websocket.WebSocket):
 
     def close(self, status: int = websocket.STATUS_NORMAL, reason: Any = b"",
               timeout: Any = _CLOSE_WAIT) -> None:
-        super().close(status, reason, _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT))
+        # websocket-client's close() reads the peer's close frame itself, while
+        # the Engine.IO read thread is reading the same socket: over TLS two
+        # threads in SSL_read at once abort the process.  So: send our close
+        # frame, wake the reader with an OS-level shutdown (which leaves the
+        # TLS state alone), and close the socket once the reader let go of it.
+        if self.sock is None:
+            return
+        was_connected = self.connected
+        self.connected = False
+        if was_connected:
+            data = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+            with contextlib.suppress(Exception):
+                self.send(struct.pack("!H", status) + data, websocket.ABNF.OPCODE_CLOSE)
+        sock = self.sock
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        wait = _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT)
+        if self.readlock.acquire(timeout=wait):
+            try:
+                self.shutdown()  # type: ignore[no-untyped-call]
+            finally:
+                self.readlock.release()
 
     def send_texts(self, texts: List[str]) -> None:
         """Send text messages, each in its own (masked) frame, in one socket write."""
