@@ -15,7 +15,6 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
-from .. import bot as _bot_module
 from ..bot import Bot
 from ..errors import AuthError, BotClosed, ConfigError, WatchersError
 
@@ -24,18 +23,6 @@ __all__ = ["BotSlot", "Terminated", "connect_and_listen", "sigterm_raises"]
 log = logging.getLogger("watchers_bot")
 
 _slots: "weakref.WeakSet[BotSlot]" = weakref.WeakSet()
-
-
-def _abandon(bot: Bot) -> None:
-    # A bot inherited through fork() shares its socket with the parent: closing
-    # it here would write a websocket close frame on the parent's connection
-    # (the server then drops the parent) and wait for a reply the parent's
-    # reader consumes (the child hangs at exit).  Drop it without a word:
-    # take it off the library's close-at-exit list.  (Workaround: the library
-    # has no fork hook of its own yet.)
-    open_bots = getattr(_bot_module, "_open_bots", None)
-    if open_bots is not None:
-        open_bots.discard(bot)
 
 
 class BotSlot:
@@ -60,13 +47,13 @@ class BotSlot:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # may have been held by a thread that is gone
-        inherited, self._bot = self._bot, None
+        # The inherited bot is already abandoned by watchers_bot.bot's own fork
+        # hook (no I/O on the parent's socket, off the exit hook): just drop it.
+        self._bot = None
         self._on_close = []
         self._threads = []
         self.started = False
         self._pid = os.getpid()
-        if inherited is not None:
-            _abandon(inherited)
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():  # forked without the hook (should not happen)
