@@ -427,6 +427,10 @@ class Bot:
     def _ack_wait(self, timeout: Any) -> float:
         return self._ack_timeout if timeout is None else _seconds(timeout, "timeout")
 
+    @staticmethod
+    def _left(end: float) -> float:
+        return max(end - time.monotonic(), 0.0)
+
     def _check_open(self) -> None:
         if self._closed:
             if self._inherited:
@@ -459,7 +463,11 @@ class Bot:
 
         Rooms are remembered in :attr:`rooms` and listened to again after every
         reconnect.  Raises :class:`ServerError` (the first refusal, after every
-        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`.
+        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`, and
+        :class:`ConnectFailed` when no link came.  An explicit ``timeout`` is the
+        deadline of the whole call, the wait for a (re)connection included;
+        without one the link may take ``connect_timeout`` and each answer
+        ``ack_timeout``.
         """
         self._check_open()
         if not room_ids:
@@ -470,12 +478,14 @@ class Bot:
                 raise TypeError("room ids are passed one by one: use listen(*rooms)")
             rooms.append(_check_id(room, "room_id"))
         wait = self._ack_wait(timeout)
+        whole = timeout is not None
+        end = time.monotonic() + wait
         self._before_network()
-        futures = self._conn.listen(rooms, wait)
+        futures = self._conn.listen(rooms, wait, whole=whole)
         first_error: Optional[BaseException] = None
         for _room, future in futures:
             try:
-                self._conn.wait(future, wait)
+                self._conn.wait(future, self._left(end) if whole else wait)
             except Exception as exc:
                 if first_error is None:
                     first_error = exc
@@ -558,14 +568,20 @@ class Bot:
     def send_async(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> AckFuture:
         """Send without waiting; returns a future of the server's acknowledgement.
 
-        The future fails with :class:`AckTimeout` after ``timeout`` (default
-        ``ack_timeout``).  Arguments are checked here, before anything is sent.
-        Blocks only while connecting (at most ``connect_timeout``).
+        Returns at once, always.  Arguments are checked here, before anything
+        is sent.  With no link, the request waits for one inside the future
+        (connecting in the background if nobody is) and goes out when it comes
+        up.  The future fails with :class:`ConnectFailed` ("nothing was sent")
+        if no link came in time, with :class:`AckTimeout` if the server did not
+        answer in time.  An explicit ``timeout`` bounds the whole request, the
+        wait for a link included; without one, the link may take
+        ``connect_timeout`` and the answer ``ack_timeout`` after it.
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
         self._before_network()
-        return self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
+        return self._conn.request_async(protocol.EVENT_SEND, payload, protocol.read_send_ack,
+                                        wait, whole=timeout is not None)
 
     def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
         """Post ``text`` in a room as the bot; block until the server acknowledges it.
@@ -573,13 +589,18 @@ class Bot:
         Returns the server's answer (``None`` for the documented empty ack).
         Raises :class:`ServerError` if the server refused it; :class:`AckTimeout`
         or :class:`ConnectionLost` if the outcome is unknown; :class:`ConnectFailed`
-        if it could not be sent at all.
+        if it could not be sent at all.  An explicit ``timeout`` is the deadline
+        of the whole call, the wait for a (re)connection included; without one
+        the link may take ``connect_timeout`` and the answer ``ack_timeout``.
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
+        whole = timeout is not None
+        end = time.monotonic() + wait
         self._before_network()
-        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
-        return self._conn.wait(future, wait)
+        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait,
+                                    whole=whole)
+        return self._conn.wait(future, self._left(end) if whole else wait)
 
     def reply(self, message: Message, text: str, *, timeout: Optional[float] = None) -> Any:
         """Send ``text`` in the room ``message`` came from."""
