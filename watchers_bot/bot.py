@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from . import protocol
 from ._logging import forget_secrets, register_secrets
 from .connection import AckFuture, Connection, State
-from .errors import BotClosed, ConfigError, ReceiveTimeout
+from .errors import BotClosed, ConfigError, ReceiveTimeout, ServerError
 from .handler import HandlerThread
 from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
 from .models import Health, Message, Stats
@@ -130,8 +130,9 @@ def _is_insecure_remote(url: str) -> bool:
 
 
 class DuplicateBotWarning(RuntimeWarning):
-    """Another open bot in this process uses the same endpoint and credentials:
-    each message would be delivered to both (typically a notebook cell run twice)."""
+    """Another open bot in this process uses the same endpoint, credentials and
+    ``bot_id``: each message would be delivered to both (typically a notebook
+    cell run twice).  Bots with different ``bot_id`` are two bots on purpose."""
 
 
 class Bot:
@@ -382,6 +383,7 @@ class Bot:
                 and other._url == self._url
                 and other._api_key == self._api_key
                 and other._token == self._token
+                and other._bot_id == self._bot_id
             ):
                 warnings.warn(
                     f"another open Bot in this process is connected to {self._url} with the "
@@ -483,10 +485,12 @@ class Bot:
         self._before_network()
         futures = self._conn.listen(rooms, wait, whole=whole)
         first_error: Optional[BaseException] = None
-        for _room, future in futures:
+        for room, future in futures:
             try:
                 self._conn.wait(future, self._left(end) if whole else wait)
             except Exception as exc:
+                if isinstance(exc, ServerError):
+                    self._conn.refuse_room(room, exc)
                 if first_error is None:
                     first_error = exc
         if first_error is not None:
@@ -630,7 +634,7 @@ class Bot:
         error = conn.fatal or conn.last_error
         return Health(
             state=self.state,
-            ok=conn.state is State.CONNECTED,
+            ok=conn.state is State.CONNECTED and conn.listening_to_all,
             url=self._url,
             rooms=self.rooms,
             last_message_at=self._last_message_at,
@@ -641,6 +645,7 @@ class Bot:
             queued=stats.queued,
             dropped=stats.dropped,
             last_error=None if error is None else f"{type(error).__name__}: {error}",
+            refused=conn.refused,
         )
 
     def run_in_thread(

@@ -271,6 +271,8 @@ class Connection:
         self._waiting: Dict[int, _Request] = {}
         self._request_ids = itertools.count(1)
         self._rooms: Dict[str, None] = {}
+        self._wanted: Dict[str, None] = {}  # every room the user asked to listen to
+        self._refused: Dict[str, str] = {}  # room -> why the server refused it
         self._fatal: Optional[BaseException] = None
         self._closing = threading.Event()
         self._wake = threading.Event()
@@ -505,9 +507,13 @@ class Connection:
             except ServerError as exc:
                 # The room stays in bot.rooms: the next reconnect tries again.
                 log.error("could not listen again to room %r after reconnecting: %s", room, exc)
+                self.refuse_room(room, exc)
+                continue
             except FutureTimeout:
                 self._expire(future)
                 raise AckTimeout(f"no ack for {protocol.EVENT_LISTEN} while reconnecting") from None
+            with self._cond:
+                self._refused.pop(room, None)
         log.info("listening again to %d room(s)", len(rooms))
 
     # ------------------------------------------------------------------ requests
@@ -960,6 +966,8 @@ class Connection:
         out: List[Tuple[str, AckFuture]] = []
         end = time.monotonic() + timeout
         for room in rooms:
+            with self._cond:
+                self._wanted[room] = None
             payload = protocol.listen_payload(room, self._api_key)
             left = max(end - time.monotonic(), 0.001) if whole else timeout
             future = self.request(protocol.EVENT_LISTEN, payload, protocol.read_listen_ack,
@@ -971,9 +979,28 @@ class Connection:
     def _add_room(self, room: str) -> None:
         with self._cond:
             self._rooms[room] = None
+            self._refused.pop(room, None)
+
+    def refuse_room(self, room: str, error: BaseException) -> None:
+        """Note that the server refused to listen to ``room`` (shown in health())."""
+        with self._cond:
+            self._refused[room] = f"{type(error).__name__}: {error}"
+
+    @property
+    def refused(self) -> Dict[str, str]:
+        with self._cond:
+            return dict(self._refused)
+
+    @property
+    def listening_to_all(self) -> bool:
+        """Whether every room the user asked for is acknowledged and not refused."""
+        with self._cond:
+            return not self._refused and all(room in self._rooms for room in self._wanted)
 
     def forget_room(self, room: str) -> bool:
         with self._cond:
+            self._wanted.pop(room, None)
+            self._refused.pop(room, None)
             return self._rooms.pop(room, False) is None
 
     # ------------------------------------------------------------------ closing
