@@ -81,6 +81,24 @@ def _check_secret(value: Any, name: str, *, allow_callable: bool = False) -> Any
     return value
 
 
+def _check_ca_certs(value: Any) -> None:
+    # Fail here, naming the path, rather than on every connection attempt later.
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"ca_certs must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError("ca_certs must be a str path, not bytes")
+    if not os.path.exists(path):
+        raise ValueError(f"ca_certs {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise ValueError(f"ca_certs {path!r} is not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"ca_certs {path!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def _check_id(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
@@ -173,7 +191,8 @@ class Bot:
     :param overflow: ``"drop_oldest"`` (default) or ``"drop_newest"``.
     :param include_own: also deliver messages whose sender is ``bot_id``.
     :param verify_ssl: verify TLS certificates (default).
-    :param ca_certs: path to a CA bundle to verify the server with.
+    :param ca_certs: path to a CA bundle to verify the server with; checked
+        (exists, readable) here, a ``ValueError`` names the path otherwise.
     :param allow_insecure: allow an unencrypted ``ws://``/``http://`` URL to a
         host other than the loopback (refused by default: the token would
         travel in clear).
@@ -212,8 +231,8 @@ class Bot:
                 f"url {self._url!r} is unencrypted and not on this machine: the token would "
                 "travel in clear; use wss:// (or pass allow_insecure=True)"
             )
-        if ca_certs is not None and not isinstance(ca_certs, (str, os.PathLike)):
-            raise TypeError(f"ca_certs must be a path, not {type(ca_certs).__name__}")
+        if ca_certs is not None:
+            _check_ca_certs(ca_certs)
         if on_state_change is not None and not callable(on_state_change):
             raise TypeError("on_state_change must be callable")
         self._connect_timeout = _seconds(connect_timeout, "connect_timeout")
@@ -266,6 +285,7 @@ class Bot:
         )
         self._last_message_at: Optional[float] = None
         self._duplicate_checked = False
+        self._warned_no_rooms = False
         if on_state_change is not None:
             self._conn.add_state_listener(on_state_change)
         _open_bots.add(self)
@@ -283,11 +303,20 @@ class Bot:
         """
         env = os.environ if environ is None else environ
         kwargs: Dict[str, Any] = {}
+        blank = []
         for name, var in _ENV.items():
             value = env.get(var)
             if value is not None and value.strip():
                 kwargs[name] = value.strip()
+            elif value is not None:
+                blank.append(name)
         kwargs.update(overrides)
+        for name in ("token", "api_key"):
+            if kwargs.get(name) is None and name in blank:
+                raise ConfigError(
+                    f"{_ENV[name]} is set but empty (only whitespace): export its value "
+                    f"(or pass {name}=) to configure the bot"
+                )
         for name in ("token", "api_key"):
             if kwargs.get(name) is None:
                 raise ConfigError(
@@ -448,8 +477,11 @@ class Bot:
         token = self._token
         if callable(token):
             fresh = token()
-            if not isinstance(fresh, str) or not fresh.strip():
-                raise ValueError("the token callable must return a non-empty str")
+            if not isinstance(fresh, str):
+                raise TypeError(
+                    f"the token callable must return a str, not {type(fresh).__name__}")
+            if not fresh.strip():
+                raise ValueError("the token callable returned an empty str")
             if fresh != self._current_token:
                 register_secrets([fresh])
                 if self._current_token is not None:
@@ -525,6 +557,8 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        if timeout is None:
+            self._warn_if_waiting_for_nothing("receive")
         try:
             item = self._inbox.take(timeout)
         except queue.Empty:
@@ -542,7 +576,21 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        if timeout is None:
+            self._warn_if_waiting_for_nothing("messages")
         return self._iterate(timeout)
+
+    def _warn_if_waiting_for_nothing(self, call: str) -> None:
+        # A wait without a timeout on a bot that listens to nothing never ends
+        # (until close()): say so once, instead of leaving the user staring.
+        if self._warned_no_rooms or self._conn.wanted or self._inbox.qsize():
+            return
+        self._warned_no_rooms = True
+        log.warning(
+            "%s() without a timeout on a bot that listens to no room: it waits until a "
+            "message comes, and none will; call bot.listen(room) first (or pass timeout=)",
+            call,
+        )
 
     def _iterate(self, timeout: Optional[float]) -> Iterator[Message]:
         take = self._inbox.take

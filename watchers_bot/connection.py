@@ -444,9 +444,19 @@ class Connection:
         client.on(protocol.EVENT_EXCEPTION, lambda *args: self._on_exception(link, args))
         log.debug("connecting to %s (link %d)", self.url, link.number)
         try:
+            # Asked here, not by python-socketio, so that its failure is told
+            # apart from the network's: it would repeat on every attempt.
+            auth = self._auth()
+        except Exception as exc:
+            raise ConnectFailed(
+                f"could not connect to {self.url}: the token callable failed: "
+                f"{type(exc).__name__}: {exc}",
+                retryable=False,
+            ) from exc
+        try:
             client.connect(
                 self.url,
-                auth=self._auth,
+                auth=auth,
                 transports=["websocket"],
                 socketio_path=self._socketio_path,
                 wait_timeout=timeout,
@@ -471,7 +481,7 @@ class Connection:
                 ) from None
             detail = exc if root is exc else f"{exc} ({type(root).__name__}: {root})"
             raise ConnectFailed(f"could not connect to {self.url}: {detail}") from None
-        except Exception as exc:  # e.g. a token callable that raised
+        except Exception as exc:  # anything else python-socketio raised while connecting
             link.alive = False
             self._retire(link)
             raise ConnectFailed(
@@ -985,6 +995,12 @@ class Connection:
         """Note that the server refused to listen to ``room`` (shown in health())."""
         with self._cond:
             self._refused[room] = f"{type(error).__name__}: {error}"
+
+    @property
+    def wanted(self) -> Tuple[str, ...]:
+        """Every room the user asked to listen to (acknowledged or not)."""
+        with self._cond:
+            return tuple(self._wanted)
 
     @property
     def refused(self) -> Dict[str, str]:
