@@ -6,15 +6,14 @@ import threading
 import time
 
 import pytest
-
-from watchers_bot import Bot, ConfigError, ConnectFailed
-
 from helpers import KEY, TOKEN, make_bot, wait_until
+
+from watchers_bot import Bot, BotClosed, ConfigError, ConnectFailed
 
 
 def test_ca_certs_that_does_not_exist_is_refused_at_construction_naming_the_path(tmp_path):
     missing = tmp_path / "nonexistent.pem"
-    with pytest.raises(ValueError, match="nonexistent.pem.*does not exist"):
+    with pytest.raises(ValueError, match=r"nonexistent\.pem.*does not exist"):
         Bot(TOKEN, KEY, url="wss://example.invalid", ca_certs=str(missing))
     with pytest.raises(ValueError, match="is not a file"):
         Bot(TOKEN, KEY, url="wss://example.invalid", ca_certs=tmp_path)
@@ -26,7 +25,7 @@ def test_ca_certs_that_cannot_be_read_is_refused_at_construction(tmp_path):
     unreadable = tmp_path / "ca.pem"
     unreadable.write_text("x")
     unreadable.chmod(0)
-    with pytest.raises(ValueError, match="ca.pem.*cannot be read"):
+    with pytest.raises(ValueError, match=r"ca\.pem.*cannot be read"):
         Bot(TOKEN, KEY, url="wss://example.invalid", ca_certs=str(unreadable))
 
 
@@ -103,8 +102,8 @@ def test_no_such_warning_with_a_room_or_a_timeout(emulator, caplog):
 def test_warned_once_across_calls(emulator, caplog):
     with make_bot(emulator) as bot, caplog.at_level(logging.WARNING, logger="watchers_bot"):
         iterators = [bot.messages() for _ in range(3)]  # the check runs at the call
-        with pytest.raises(Exception):
-            threading.Timer(0.2, bot.close).start()
+        threading.Timer(0.2, bot.close).start()
+        with pytest.raises(BotClosed):
             bot.receive()
     assert len(iterators) == 3
     assert len([r for r in caplog.records if "listens to no room" in r.getMessage()]) == 1

@@ -4,10 +4,9 @@ import socket
 import warnings
 
 import pytest
+from helpers import KEY, TOKEN, make_bot, wait_until
 
 from watchers_bot import AckTimeout, Bot, ConnectFailed, DuplicateBotWarning, ServerError
-
-from helpers import KEY, TOKEN, make_bot, wait_until
 
 
 def test_a_room_the_server_refused_shows_in_health_and_ok_is_false(emulator):
@@ -29,14 +28,17 @@ def test_ok_again_once_the_refused_room_is_listened_to(emulator):
     bot = make_bot(emulator)
     with bot:
         bot.listen("a")
-        assert bot.health().ok and bot.health().refused == {}
+        assert bot.health().ok
+        assert bot.health().refused == {}
         emulator.set_ack("external/listen", "error")
         with pytest.raises(ServerError):
             bot.listen("b")
-        assert not bot.health().ok and list(bot.health().refused) == ["b"]
+        assert not bot.health().ok
+        assert list(bot.health().refused) == ["b"]
         emulator.set_ack("external/listen", "normal")
         bot.listen("b")
-        assert bot.health().ok and bot.health().refused == {}
+        assert bot.health().ok
+        assert bot.health().refused == {}
 
 
 def test_a_room_whose_listen_timed_out_makes_health_not_ok(emulator):
@@ -45,7 +47,8 @@ def test_a_room_whose_listen_timed_out_makes_health_not_ok(emulator):
         emulator.set_ack("external/listen", "withhold")
         with pytest.raises(AckTimeout):
             bot.listen("a", timeout=0.5)
-        assert bot.connected and not bot.health().ok
+        assert bot.connected
+        assert not bot.health().ok
 
 
 def test_while_reconnecting_to_a_dead_server_health_gives_the_current_reason(emulator):

@@ -613,9 +613,7 @@ class Bot:
                 "bot_id is required to send: pass bot_id= (or set WATCHERS_BOT_ID) "
                 "with the bot's id from the admin panel"
             )
-        fixed = len(room_id) + len(self._api_key) + len(self._bot_id)
-        protocol.check_text(text, fixed=fixed)
-        return protocol.send_payload(room_id, self._api_key, self._bot_id, text)
+        return protocol.check_send(room_id, self._api_key, self._bot_id, text)
 
     def send_async(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> AckFuture:
         """Send without waiting; returns a future of the server's acknowledgement.
