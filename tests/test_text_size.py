@@ -4,10 +4,9 @@ emulator, one just over is refused before the wire.  The npm server check is in
 test_interop_node.py."""
 
 import pytest
+from helpers import make_bot
 
 from watchers_bot import protocol
-
-from helpers import make_bot
 
 CHARS = {"cyrillic": "ж", "cjk": "中", "emoji": "😀"}
 
