@@ -119,3 +119,29 @@ def test_send_async_waiting_during_a_restart_is_sent_after_it(emulator):
         future.result(20)
         assert [r.payload["text"] for r in emulator.requests
                 if r.event == SEND] == ["after the restart"]
+
+
+def test_send_async_without_a_timeout_waits_connect_timeout_for_a_link():
+    bot = Bot(TOKEN, KEY, "bot-1", url=f"http://127.0.0.1:{_free_port()}",
+              connect_timeout=1.0, ack_timeout=30.0, reconnect_delay=0.05)
+    with bot:
+        start = time.monotonic()
+        future = bot.send_async("r", "hello")
+        with pytest.raises(ConnectFailed, match=r" 1s.*nothing was sent"):
+            future.result(1 + SLACK)
+        assert time.monotonic() - start < 1 + SLACK
+
+
+def test_send_async_with_a_long_timeout_keeps_waiting_past_connect_timeout(emulator):
+    url = emulator.url
+    emulator.stop()
+    bot = Bot(TOKEN, KEY, "bot-1", url=url, connect_timeout=0.5, ack_timeout=5.0,
+              reconnect_delay=0.05, reconnect_delay_max=0.2)
+    with bot:
+        future = bot.send_async("r", "late but sent", timeout=15)
+        time.sleep(1.0)  # past connect_timeout, with the server still down
+        assert not future.done()
+        emulator.start()
+        future.result(15)
+        assert [r.payload["text"] for r in emulator.requests
+                if r.event == SEND] == ["late but sent"]

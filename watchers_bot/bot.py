@@ -625,7 +625,9 @@ class Bot:
         if no link came in time, with :class:`AckTimeout` if the server did not
         answer in time.  An explicit ``timeout`` bounds the whole request, the
         wait for a link included; without one, the link may take
-        ``connect_timeout`` and the answer ``ack_timeout`` after it.
+        ``connect_timeout`` and the answer ``ack_timeout`` after it.  Raises at
+        once (not in the future) for bad arguments, a closed bot, or the error
+        a bot that gave up for good failed with.
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)

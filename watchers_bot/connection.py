@@ -537,15 +537,18 @@ class Connection:
         on_success: Optional[Callable[[], None]] = None,
         *,
         whole: bool = False,
+        start: Optional[float] = None,
     ) -> AckFuture:
         """Send a request once connected (blocking until then); its future
         settles on ack, error, drop or expiry.
 
-        ``whole``: ``timeout`` is the deadline of the whole request, the wait
-        for a link included (an explicit per-call timeout).  Otherwise the
-        link may take ``connect_timeout`` and the ack ``timeout`` after it.
+        ``whole``: ``timeout`` after ``start`` (default now) is the deadline of
+        the whole request, the wait for a link included (an explicit per-call
+        timeout).  Otherwise the link may take ``connect_timeout`` and the ack
+        ``timeout`` after it.
         """
-        start = time.monotonic()
+        if start is None:
+            start = time.monotonic()
         budget = timeout if whole else self.connect_timeout
         while True:
             try:
@@ -621,8 +624,13 @@ class Connection:
         return future
 
     def _connect_in_background(self) -> None:
+        # For as long as a waiting request may wait, and at least connect_timeout.
+        now = time.monotonic()
+        with self._cond:
+            deadline = max([now + self.connect_timeout]
+                           + [r.deadline for r in self._waiting.values()])
         try:
-            self._first_connect(time.monotonic() + self.connect_timeout, self.connect_timeout)
+            self._first_connect(deadline, deadline - now)
         except Exception as exc:  # the waiting requests carry the error
             log.info("connecting for a waiting request failed: %s", exc)
 
@@ -974,15 +982,14 @@ class Connection:
 
         ``whole``: ``timeout`` bounds all of it, the wait for a link included."""
         out: List[Tuple[str, AckFuture]] = []
-        end = time.monotonic() + timeout
+        start = time.monotonic()
         for room in rooms:
             with self._cond:
                 self._wanted[room] = None
             payload = protocol.listen_payload(room, self._api_key)
-            left = max(end - time.monotonic(), 0.001) if whole else timeout
             future = self.request(protocol.EVENT_LISTEN, payload, protocol.read_listen_ack,
-                                  left, on_success=functools.partial(self._add_room, room),
-                                  whole=whole)
+                                  timeout, on_success=functools.partial(self._add_room, room),
+                                  whole=whole, start=start)
             out.append((room, future))
         return out
 
