@@ -259,6 +259,26 @@ def test_send_helper_honours_its_timeout_while_the_server_is_down(example, emula
         example.watchers.close(app)
 
 
+def test_health_view_is_503_when_the_server_refuses_the_rooms(make_app, emulator):
+    # A wrong API key: the link is up, but the server refuses every listen (401).
+    client = make_app(WATCHERS_API_KEY="wrong-key").test_client()
+    client.get("/health")  # the first request starts the bot
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        response = client.get("/health")
+        if response.get_json().get("refused"):
+            break
+        time.sleep(0.05)
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["state"] == "connected"  # connected, yet not healthy
+    assert body["ok"] is False
+    assert list(body["refused"]) == ["room-1"]
+    assert "401" in body["refused"]["room-1"]
+    assert "wrong-key" not in response.get_data(as_text=True)
+
+
 def test_missing_settings_name_the_key(example, clean_env):
     app = example.create_app({"WATCHERS_API_KEY": "k"})
     try:
