@@ -422,6 +422,20 @@ def test_send_refused_api_key_is_one_line_without_the_key(
     assert emu.sent == []
 
 
+def test_send_timeout_bounds_the_whole_command_while_the_server_is_down(
+    emu: Emulator, creds: Dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = emu.url
+    emu.stop()  # nothing listens on the port any more
+    monkeypatch.setenv("WATCHERS_URL", url)
+    start = time.monotonic()
+    assert main(["send", "room-1", "hi", "--timeout", "2", "--connect-timeout", "30"]) == 1
+    took = time.monotonic() - start
+    assert took < 2 + 1.5, f"send --timeout 2 took {took:.1f}s"
+    _assert_one_error_line(capsys.readouterr().err, "2s", "nothing was sent", "refused")
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,20 @@ def test_a_send_without_bot_id_names_the_setting(integration, emulator):
     with override_settings(WATCHERS=watchers_for(emulator, BOT_ID=None)), \
             pytest.raises(ImproperlyConfigured, match=r"WATCHERS\['BOT_ID'\]"):
         integration.send("room-1", "x")
+
+
+def test_send_honours_its_timeout_while_the_server_is_down(integration, emulator):
+    from watchers_bot import ConnectFailed
+
+    url = emulator.url
+    emulator.stop()
+    options = {**FAST, "connect_timeout": 30.0}
+    with override_settings(WATCHERS=watchers_for(emulator, URL=url, ROOMS=[], OPTIONS=options)):
+        start = time.monotonic()
+        with pytest.raises(ConnectFailed, match="nothing was sent"):
+            integration.send("room-1", "x", timeout=1)
+        took = time.monotonic() - start
+    assert took < 1 + 1.5, f"send(timeout=1) took {took:.1f}s"
 
 
 def test_get_bot_is_one_bot_for_all_threads(integration, emulator):

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from . import protocol
 from ._logging import forget_secrets, register_secrets
 from .connection import AckFuture, Connection, State
-from .errors import BotClosed, ConfigError, ReceiveTimeout
+from .errors import BotClosed, ConfigError, ReceiveTimeout, ServerError
 from .handler import HandlerThread
 from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
 from .models import Health, Message, Stats
@@ -81,6 +81,24 @@ def _check_secret(value: Any, name: str, *, allow_callable: bool = False) -> Any
     return value
 
 
+def _check_ca_certs(value: Any) -> None:
+    # Fail here, naming the path, rather than on every connection attempt later.
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"ca_certs must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError("ca_certs must be a str path, not bytes")
+    if not os.path.exists(path):
+        raise ValueError(f"ca_certs {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise ValueError(f"ca_certs {path!r} is not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"ca_certs {path!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def _check_id(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
@@ -130,8 +148,9 @@ def _is_insecure_remote(url: str) -> bool:
 
 
 class DuplicateBotWarning(RuntimeWarning):
-    """Another open bot in this process uses the same endpoint and credentials:
-    each message would be delivered to both (typically a notebook cell run twice)."""
+    """Another open bot in this process uses the same endpoint, credentials and
+    ``bot_id``: each message would be delivered to both (typically a notebook
+    cell run twice).  Bots with different ``bot_id`` are two bots on purpose."""
 
 
 class Bot:
@@ -172,7 +191,8 @@ class Bot:
     :param overflow: ``"drop_oldest"`` (default) or ``"drop_newest"``.
     :param include_own: also deliver messages whose sender is ``bot_id``.
     :param verify_ssl: verify TLS certificates (default).
-    :param ca_certs: path to a CA bundle to verify the server with.
+    :param ca_certs: path to a CA bundle to verify the server with; checked
+        (exists, readable) here, a ``ValueError`` names the path otherwise.
     :param allow_insecure: allow an unencrypted ``ws://``/``http://`` URL to a
         host other than the loopback (refused by default: the token would
         travel in clear).
@@ -211,8 +231,8 @@ class Bot:
                 f"url {self._url!r} is unencrypted and not on this machine: the token would "
                 "travel in clear; use wss:// (or pass allow_insecure=True)"
             )
-        if ca_certs is not None and not isinstance(ca_certs, (str, os.PathLike)):
-            raise TypeError(f"ca_certs must be a path, not {type(ca_certs).__name__}")
+        if ca_certs is not None:
+            _check_ca_certs(ca_certs)
         if on_state_change is not None and not callable(on_state_change):
             raise TypeError("on_state_change must be callable")
         self._connect_timeout = _seconds(connect_timeout, "connect_timeout")
@@ -265,6 +285,7 @@ class Bot:
         )
         self._last_message_at: Optional[float] = None
         self._duplicate_checked = False
+        self._warned_no_rooms = False
         if on_state_change is not None:
             self._conn.add_state_listener(on_state_change)
         _open_bots.add(self)
@@ -282,11 +303,20 @@ class Bot:
         """
         env = os.environ if environ is None else environ
         kwargs: Dict[str, Any] = {}
+        blank = []
         for name, var in _ENV.items():
             value = env.get(var)
             if value is not None and value.strip():
                 kwargs[name] = value.strip()
+            elif value is not None:
+                blank.append(name)
         kwargs.update(overrides)
+        for name in ("token", "api_key"):
+            if kwargs.get(name) is None and name in blank:
+                raise ConfigError(
+                    f"{_ENV[name]} is set but empty (only whitespace): export its value "
+                    f"(or pass {name}=) to configure the bot"
+                )
         for name in ("token", "api_key"):
             if kwargs.get(name) is None:
                 raise ConfigError(
@@ -382,6 +412,7 @@ class Bot:
                 and other._url == self._url
                 and other._api_key == self._api_key
                 and other._token == self._token
+                and other._bot_id == self._bot_id
             ):
                 warnings.warn(
                     f"another open Bot in this process is connected to {self._url} with the "
@@ -427,6 +458,10 @@ class Bot:
     def _ack_wait(self, timeout: Any) -> float:
         return self._ack_timeout if timeout is None else _seconds(timeout, "timeout")
 
+    @staticmethod
+    def _left(end: float) -> float:
+        return max(end - time.monotonic(), 0.0)
+
     def _check_open(self) -> None:
         if self._closed:
             if self._inherited:
@@ -442,8 +477,11 @@ class Bot:
         token = self._token
         if callable(token):
             fresh = token()
-            if not isinstance(fresh, str) or not fresh.strip():
-                raise ValueError("the token callable must return a non-empty str")
+            if not isinstance(fresh, str):
+                raise TypeError(
+                    f"the token callable must return a str, not {type(fresh).__name__}")
+            if not fresh.strip():
+                raise ValueError("the token callable returned an empty str")
             if fresh != self._current_token:
                 register_secrets([fresh])
                 if self._current_token is not None:
@@ -459,7 +497,11 @@ class Bot:
 
         Rooms are remembered in :attr:`rooms` and listened to again after every
         reconnect.  Raises :class:`ServerError` (the first refusal, after every
-        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`.
+        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`, and
+        :class:`ConnectFailed` when no link came.  An explicit ``timeout`` is the
+        deadline of the whole call, the wait for a (re)connection included;
+        without one the link may take ``connect_timeout`` and each answer
+        ``ack_timeout``.
         """
         self._check_open()
         if not room_ids:
@@ -470,13 +512,17 @@ class Bot:
                 raise TypeError("room ids are passed one by one: use listen(*rooms)")
             rooms.append(_check_id(room, "room_id"))
         wait = self._ack_wait(timeout)
+        whole = timeout is not None
+        end = time.monotonic() + wait
         self._before_network()
-        futures = self._conn.listen(rooms, wait)
+        futures = self._conn.listen(rooms, wait, whole=whole)
         first_error: Optional[BaseException] = None
-        for _room, future in futures:
+        for room, future in futures:
             try:
-                self._conn.wait(future, wait)
+                self._conn.wait(future, self._left(end) if whole else wait)
             except Exception as exc:
+                if isinstance(exc, ServerError):
+                    self._conn.refuse_room(room, exc)
                 if first_error is None:
                     first_error = exc
         if first_error is not None:
@@ -511,6 +557,8 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        if timeout is None:
+            self._warn_if_waiting_for_nothing("receive")
         try:
             item = self._inbox.take(timeout)
         except queue.Empty:
@@ -528,7 +576,21 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        if timeout is None:
+            self._warn_if_waiting_for_nothing("messages")
         return self._iterate(timeout)
+
+    def _warn_if_waiting_for_nothing(self, call: str) -> None:
+        # A wait without a timeout on a bot that listens to nothing never ends
+        # (until close()): say so once, instead of leaving the user staring.
+        if self._warned_no_rooms or self._conn.wanted or self._inbox.qsize():
+            return
+        self._warned_no_rooms = True
+        log.warning(
+            "%s() without a timeout on a bot that listens to no room: it waits until a "
+            "message comes, and none will; call bot.listen(room) first (or pass timeout=)",
+            call,
+        )
 
     def _iterate(self, timeout: Optional[float]) -> Iterator[Message]:
         take = self._inbox.take
@@ -551,21 +613,27 @@ class Bot:
                 "bot_id is required to send: pass bot_id= (or set WATCHERS_BOT_ID) "
                 "with the bot's id from the admin panel"
             )
-        fixed = len(room_id) + len(self._api_key) + len(self._bot_id)
-        protocol.check_text(text, fixed=fixed)
-        return protocol.send_payload(room_id, self._api_key, self._bot_id, text)
+        return protocol.check_send(room_id, self._api_key, self._bot_id, text)
 
     def send_async(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> AckFuture:
         """Send without waiting; returns a future of the server's acknowledgement.
 
-        The future fails with :class:`AckTimeout` after ``timeout`` (default
-        ``ack_timeout``).  Arguments are checked here, before anything is sent.
-        Blocks only while connecting (at most ``connect_timeout``).
+        Returns at once, always.  Arguments are checked here, before anything
+        is sent.  With no link, the request waits for one inside the future
+        (connecting in the background if nobody is) and goes out when it comes
+        up.  The future fails with :class:`ConnectFailed` ("nothing was sent")
+        if no link came in time, with :class:`AckTimeout` if the server did not
+        answer in time.  An explicit ``timeout`` bounds the whole request, the
+        wait for a link included; without one, the link may take
+        ``connect_timeout`` and the answer ``ack_timeout`` after it.  Raises at
+        once (not in the future) for bad arguments, a closed bot, or the error
+        a bot that gave up for good failed with.
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
         self._before_network()
-        return self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
+        return self._conn.request_async(protocol.EVENT_SEND, payload, protocol.read_send_ack,
+                                        wait, whole=timeout is not None)
 
     def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
         """Post ``text`` in a room as the bot; block until the server acknowledges it.
@@ -573,13 +641,18 @@ class Bot:
         Returns the server's answer (``None`` for the documented empty ack).
         Raises :class:`ServerError` if the server refused it; :class:`AckTimeout`
         or :class:`ConnectionLost` if the outcome is unknown; :class:`ConnectFailed`
-        if it could not be sent at all.
+        if it could not be sent at all.  An explicit ``timeout`` is the deadline
+        of the whole call, the wait for a (re)connection included; without one
+        the link may take ``connect_timeout`` and the answer ``ack_timeout``.
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
+        whole = timeout is not None
+        end = time.monotonic() + wait
         self._before_network()
-        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
-        return self._conn.wait(future, wait)
+        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait,
+                                    whole=whole)
+        return self._conn.wait(future, self._left(end) if whole else wait)
 
     def reply(self, message: Message, text: str, *, timeout: Optional[float] = None) -> Any:
         """Send ``text`` in the room ``message`` came from."""
@@ -609,7 +682,7 @@ class Bot:
         error = conn.fatal or conn.last_error
         return Health(
             state=self.state,
-            ok=conn.state is State.CONNECTED,
+            ok=conn.state is State.CONNECTED and conn.listening_to_all,
             url=self._url,
             rooms=self.rooms,
             last_message_at=self._last_message_at,
@@ -620,6 +693,7 @@ class Bot:
             queued=stats.queued,
             dropped=stats.dropped,
             last_error=None if error is None else f"{type(error).__name__}: {error}",
+            refused=conn.refused,
         )
 
     def run_in_thread(

@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("text", metavar="TEXT", help="the message; '-' reads it from stdin")
     send.add_argument(
         "--timeout", metavar="S", type=_positive_float, default=None,
-        help="seconds to wait for the acknowledgement (default 10)",
+        help="deadline in seconds for the whole send, connecting included (default: up to "
+        "--connect-timeout to connect, then 10 for the acknowledgement)",
     )
     _add_credentials(send)
 
