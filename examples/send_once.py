@@ -31,7 +31,12 @@ def main(argv):
     try:
         with Bot.from_env(connect_timeout=args.timeout, ack_timeout=args.timeout,
                           reconnect=False) as bot:
-            bot.send(args.room, args.text)
+            try:
+                bot.send(args.room, args.text)
+            except ValueError as exc:
+                # Bad ROOM or TEXT is a usage error: exit 2 as argparse does;
+                # nothing went on the wire.
+                parser.error(str(exc))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
