@@ -375,6 +375,26 @@ def test_listen_skips_the_bots_own_messages(
     assert texts == ["from a human"]
 
 
+def test_listen_include_own_prints_the_bots_own_messages(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    posts = [("r", "from myself", {"user_id": BOT_ID}), ("r", "from a human", {})]
+    with Poster(emu, posts):
+        assert main(["-q", "listen", "r", "--include-own", "--count", "2",
+                     "--timeout", str(WAIT)]) == 0
+    texts = [json.loads(line)["message"]["text"] for line in capsys.readouterr().out.splitlines()]
+    assert texts == ["from myself", "from a human"]
+
+
+def test_listen_help_names_include_own_and_its_default(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["listen", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--include-own" in out
+    assert "WATCHERS_BOT_ID" in out
+
+
 def test_verbose_logs_never_show_secrets(
     emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

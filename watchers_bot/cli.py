@@ -256,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretty", action="store_true", default=False,
         help="one readable line per message (time, room, user: text) instead of JSON",
     )
+    listen.add_argument(
+        "--include-own", action="store_true", default=False,
+        help="also print the bot's own messages (default: when the bot id is set, by "
+        "--bot-id or WATCHERS_BOT_ID, the bot's own messages are not printed)",
+    )
     _add_credentials(listen)
 
     send = commands.add_parser(
@@ -417,6 +422,8 @@ def _bot_from_args(
     if args.connect_timeout is not None:
         overrides["connect_timeout"] = args.connect_timeout
     overrides.update(_tls_overrides(args))
+    if getattr(args, "include_own", False):
+        overrides["include_own"] = True
     return Bot.from_env(**overrides)
 
 
