@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "logging_user.py"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +40,13 @@ def test_user_code_errors_print_their_tracebacks_with_no_logging_configured():
     assert err.count("Traceback (most recent call last):") >= 3
     # What is routine stays out of a plain script's stderr.
     assert "connected to" not in err
+
+
+def test_a_flask_handler_error_prints_its_traceback_with_no_logging_configured():
+    pytest.importorskip("flask", reason="the flask extra: pip install -e '.[flask]'")
+    err = run("none", "flask")
+    assert "the message handler raised on Message(room_id='room-1'" in err, err
+    assert "RuntimeError: boom-in-flask-handler hello" in err
 
 
 def test_user_code_errors_go_to_the_apps_handler_when_it_configured_logging():

@@ -10,7 +10,8 @@ documented one-liner that turns the library's output off).
 SCENARIO is what goes wrong:
 ``user-code``: a run_in_thread handler, a send future's done-callback and a
 state listener each raise; ``drops``: the inbox overflows and the bot is
-closed with unread messages; ``reconnect``: the emulator cuts the link and
+closed with unread messages; ``flask``: a Flask ``on_message`` handler
+raises; ``reconnect``: the emulator cuts the link and
 the bot reconnects, then closes.
 
 It prints ``END`` on stdout when it got to the end.
@@ -81,6 +82,31 @@ def drops(emu):
         wait_until(lambda: bot.stats.dropped == 1, "a message to be dropped")
 
 
+def flask_app(emu):
+    from flask import Flask
+
+    from watchers_bot.contrib.flask import WatchersBot
+
+    watchers = WatchersBot()
+
+    @watchers.on_message
+    def shout(msg):
+        raise RuntimeError(f"boom-in-flask-handler {msg.text}")
+
+    app = Flask("logging_user")
+    app.config.update(WATCHERS_TOKEN="test-token", WATCHERS_API_KEY="test-key",
+                      WATCHERS_BOT_ID="bot-1", WATCHERS_URL=emu.url,
+                      WATCHERS_ROOMS=["room-1"])
+    watchers.init_app(app)
+    with app.app_context():
+        watchers.start(force=True)
+        emu.wait_for_listeners("room-1", timeout=DEADLINE)
+        emu.post("room-1", "hello")
+        wait_until(lambda: watchers.handler_thread is not None
+                   and watchers.handler_thread.errors == 1, "the Flask handler to raise")
+        watchers.close()  # joins the handler thread: its error is logged by now
+
+
 def reconnect(emu):
     bot = Bot("test-token", "test-key", "bot-1", url=emu.url, connect_timeout=5,
               ack_timeout=5, reconnect_delay=0.05, reconnect_delay_max=0.5)
@@ -93,7 +119,8 @@ def reconnect(emu):
 
 emu = Emulator(tokens=["test-token"], api_keys=["test-key"]).start()
 try:
-    {"user-code": user_code, "drops": drops, "reconnect": reconnect}[SCENARIO](emu)
+    {"user-code": user_code, "drops": drops, "flask": flask_app,
+     "reconnect": reconnect}[SCENARIO](emu)
 finally:
     emu.stop()
 print("END", flush=True)
