@@ -446,6 +446,14 @@ def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
         bot.listen(*args.rooms)
         rooms = ", ".join(args.rooms)
         _status(args, f"listening to {rooms} on {bot.url} (Ctrl-C to stop)")
+
+        # The loss is the library's warning; say when it is over too.  The bot
+        # counts as connected again only once it listens to every room again.
+        def on_state(old: str, new: str) -> None:
+            if old == "reconnecting" and new == "connected":
+                _status(args, f"link back: listening to {rooms} again on {bot.url}")
+
+        bot.on_state_change(on_state)
         for count, msg in enumerate(bot.messages(timeout=args.timeout), 1):
             if args.pretty:
                 line = _pretty(msg, datetime.now())
