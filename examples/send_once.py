@@ -20,11 +20,22 @@ from watchers_bot import Bot, WatchersError
 PROG = "send_once"
 
 
+def seconds(text):
+    """A --timeout value: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog=PROG, description="Send one message to a room.")
     parser.add_argument("room", help="the room id")
     parser.add_argument("text", help="the message")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=seconds, default=10.0,
                         help="seconds to connect, and to wait for the acknowledgement "
                              "(default: %(default)s)")
     args = parser.parse_args(argv)

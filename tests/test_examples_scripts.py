@@ -230,6 +230,15 @@ def test_send_once_usage_error(script):
     assert "usage: send_once" in err
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_send_once_bad_timeout_is_a_usage_error(script, timeout):
+    code, out, err = run(script, "send_once.py", "--timeout", timeout, "room-1", "hi")
+    assert code == 2, err
+    assert out == []
+    assert "usage: send_once" in err
+    assert "--timeout" in err
+
+
 def test_send_once_bad_text_is_a_usage_error(watchers_emulator, watchers_env, script):
     # README: exit code 2 for bad arguments; an empty TEXT is one.
     code, out, err = run(script, "send_once.py", "room-1", "")
