@@ -7,6 +7,7 @@ what is under test, and pytest's own log capture would hide it in-process.
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,36 @@ def test_a_flask_handler_error_prints_its_traceback_with_no_logging_configured()
     err = run("none", "flask")
     assert "the message handler raised on Message(room_id='room-1'" in err, err
     assert "RuntimeError: boom-in-flask-handler hello" in err
+
+
+def test_a_django_runbot_handler_error_prints_its_traceback_with_no_logging_configured(
+        emulator):
+    pytest.importorskip("django", reason="the django extra: pip install -e '.[django]'")
+    project = ROOT / "examples" / "django_project"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHERS_", "DJANGO_"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(project), str(SCRIPT.parent)]),
+               DJANGO_SETTINGS_MODULE="django_settings_without_logging",
+               WATCHERS_TOKEN="test-token", WATCHERS_API_KEY="test-key",
+               WATCHERS_BOT_ID="django-bot", WATCHERS_URL=emulator.url)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot", "--handler", "example_project.handlers.shout"],
+        cwd=str(project), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        emulator.wait_for_listeners("room-1", timeout=30)
+        emulator.post("room-1", "boom")  # the handler raises: logged, the loop goes on
+        emulator.post("room-1", "after")
+        assert emulator.wait_for_sent(1, timeout=10)[0].text == "AFTER"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "the message handler raised on Message(room_id='room-1'" in err, err
+    assert "RuntimeError: the handler failed on purpose" in err
 
 
 def test_user_code_errors_go_to_the_apps_handler_when_it_configured_logging():
