@@ -349,9 +349,10 @@ def _logging_to_stderr(verbosity: int, quiet: bool) -> Iterator[None]:
     else:
         level = logging.ERROR if quiet else logging.WARNING
         handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    # python-socketio/engineio log every packet at INFO, and warn "WebSocket
-    # connection was closed" even on a normal close(): show them only at -vv;
-    # the library's own warnings (lost links, reconnects) tell what matters.
+    # python-socketio/engineio log every packet at INFO (and their warnings, such
+    # as "WebSocket connection was closed" on a normal close(), as INFO too):
+    # show them only at -vv; the library's own records (lost links, reconnects)
+    # tell what matters.
     wire_level = logging.DEBUG if verbosity >= 2 else logging.ERROR
     loggers: List[Tuple[logging.Logger, int]] = [
         (logging.getLogger("watchers_bot"), level),
