@@ -133,3 +133,34 @@ def test_the_upstream_close_warning_is_logged_at_info():
 def test_a_plain_script_sees_a_lost_link_but_no_upstream_chatter():
     err = run("none", "reconnect")
     assert re.fullmatch(r"link to \S+ lost \(transport error\); reconnecting\n", err), err
+
+
+def test_upstream_warnings_never_pass_a_warning_level_check():
+    # In-process, the level check itself, as basicConfig(level=WARNING) sets it
+    # up: the logger's level is WARNING, its handler's is NOTSET.  The record is
+    # made at INFO, so the logger drops it before any handler sees it.
+    import logging
+
+    from watchers_bot._logging import ENGINEIO_LOG, SOCKETIO_LOG
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    logger = logging.getLogger("watchers_bot")
+    keep, level = Keep(), logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.WARNING)
+    try:
+        ENGINEIO_LOG.warning("WebSocket connection was closed, aborting")
+        SOCKETIO_LOG.warning("Unknown callback received, ignoring.")
+        SOCKETIO_LOG.error("a real error")
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)
+    assert [(r.name, r.levelname, r.getMessage()) for r in keep.records] == [
+        ("watchers_bot.socketio", "ERROR", "a real error")]
