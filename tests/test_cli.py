@@ -21,6 +21,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
+from helpers import wait_until
 
 from watchers_bot import __version__
 from watchers_bot.cli import main
@@ -373,6 +374,64 @@ def test_listen_skips_the_bots_own_messages(
         assert main(["-q", "listen", "r", "--count", "1", "--timeout", str(WAIT)]) == 0
     texts = [json.loads(line)["message"]["text"] for line in capsys.readouterr().out.splitlines()]
     assert texts == ["from a human"]
+
+
+def test_listen_include_own_prints_the_bots_own_messages(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    posts = [("r", "from myself", {"user_id": BOT_ID}), ("r", "from a human", {})]
+    with Poster(emu, posts):
+        assert main(["-q", "listen", "r", "--include-own", "--count", "2",
+                     "--timeout", str(WAIT)]) == 0
+    texts = [json.loads(line)["message"]["text"] for line in capsys.readouterr().out.splitlines()]
+    assert texts == ["from myself", "from a human"]
+
+
+def test_listen_says_when_the_link_is_back_after_it_was_lost(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out: List[str] = []
+    err: List[str] = []
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        out.append(captured.out)
+        err.append(captured.err)
+        return "".join(out)
+
+    def human() -> None:
+        emu.wait_for_listeners("r", 1, timeout=WAIT)
+        emu.post("r", "before")
+        # Cut the TCP link once "before" is printed (a cut drops what is still
+        # in flight): the bot reconnects and listens again.
+        wait_until(lambda: "before" in read(), WAIT, "the first message")
+        emu.drop()
+        emu.wait_for_listeners("r", 1, timeout=WAIT)
+        emu.post("r", "after")
+
+    poster = threading.Thread(target=human, daemon=True)
+    poster.start()
+    assert main(["listen", "r", "--count", "2", "--timeout", str(WAIT)]) == 0
+    poster.join(WAIT)
+    assert not poster.is_alive()
+    texts = [json.loads(line)["message"]["text"] for line in read().splitlines()]
+    assert texts == ["before", "after"]
+    lines = "".join(err).splitlines()
+    lost = [i for i, line in enumerate(lines) if "lost" in line]
+    back = [i for i, line in enumerate(lines)
+            if line == f"watchers-bot: link back: listening to r again on {emu.url}"]
+    assert len(lost) == 1, lines
+    assert len(back) == 1, lines
+    assert lost[0] < back[0], lines
+
+
+def test_listen_help_names_include_own_and_its_default(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["listen", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--include-own" in out
+    assert "WATCHERS_BOT_ID" in out
 
 
 def test_verbose_logs_never_show_secrets(

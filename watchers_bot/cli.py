@@ -256,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretty", action="store_true", default=False,
         help="one readable line per message (time, room, user: text) instead of JSON",
     )
+    listen.add_argument(
+        "--include-own", action="store_true", default=False,
+        help="also print the bot's own messages (default: when the bot id is set, by "
+        "--bot-id or WATCHERS_BOT_ID, the bot's own messages are not printed)",
+    )
     _add_credentials(listen)
 
     send = commands.add_parser(
@@ -345,9 +350,10 @@ def _logging_to_stderr(verbosity: int, quiet: bool) -> Iterator[None]:
     else:
         level = logging.ERROR if quiet else logging.WARNING
         handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    # python-socketio/engineio log every packet at INFO, and warn "WebSocket
-    # connection was closed" even on a normal close(): show them only at -vv;
-    # the library's own warnings (lost links, reconnects) tell what matters.
+    # python-socketio/engineio log every packet at INFO (and their warnings, such
+    # as "WebSocket connection was closed" on a normal close(), as INFO too):
+    # show them only at -vv; the library's own records (lost links, reconnects)
+    # tell what matters.
     wire_level = logging.DEBUG if verbosity >= 2 else logging.ERROR
     loggers: List[Tuple[logging.Logger, int]] = [
         (logging.getLogger("watchers_bot"), level),
@@ -418,6 +424,8 @@ def _bot_from_args(
     if args.connect_timeout is not None:
         overrides["connect_timeout"] = args.connect_timeout
     overrides.update(_tls_overrides(args))
+    if getattr(args, "include_own", False):
+        overrides["include_own"] = True
     return Bot.from_env(**overrides)
 
 
@@ -440,6 +448,14 @@ def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
         bot.listen(*args.rooms)
         rooms = ", ".join(args.rooms)
         _status(args, f"listening to {rooms} on {bot.url} (Ctrl-C to stop)")
+
+        # The loss is the library's warning; say when it is over too.  The bot
+        # counts as connected again only once it listens to every room again.
+        def on_state(old: str, new: str) -> None:
+            if old == "reconnecting" and new == "connected":
+                _status(args, f"link back: listening to {rooms} again on {bot.url}")
+
+        bot.on_state_change(on_state)
         for count, msg in enumerate(bot.messages(timeout=args.timeout), 1):
             if args.pretty:
                 line = _pretty(msg, datetime.now())
