@@ -7,6 +7,8 @@ Real HTTP on loopback against a running emulator and a real Bot; what a page or
 import http.client
 import json
 import os
+import queue
+import re
 import socket
 import subprocess
 import sys
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import KEY, TOKEN, make_bot, wait_until
 from watchers_bot import ServerError
 from watchers_bot._control import ControlError, call, control_for
 from watchers_bot.emulator import Emulator, Transcript, replay
-from tests.helpers import KEY, TOKEN, make_bot, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/_emulator/api/"
@@ -106,7 +108,8 @@ def test_post_as_human_reaches_the_bot_and_its_answer_streams_with_the_ack(emu, 
     try:
         status, answer = request(emu, "POST", API + "post",
                                  {"room": "room-1", "text": "hi", "user": "alice"})
-        assert status == 200 and answer["posted"]["userId"] == "alice"
+        assert status == 200
+        assert answer["posted"]["userId"] == "alice"
         assert emu.wait_for_sent(1)[0].text == "echo: hi"
         [human] = events.wait_for(lambda e: e["kind"] == "message" and e["by"] == "human",
                                   "the human's message")
@@ -116,9 +119,11 @@ def test_post_as_human_reaches_the_bot_and_its_answer_streams_with_the_ack(emu, 
         assert (reply["user"], reply["text"]) == ("echo", "echo: hi")
         [send] = events.wait_for(
             lambda e: e["kind"] == "packet" and e["event"] == "external/send", "the send")
-        assert send["acked"] is True and send["ack_ms"] >= 0
+        assert send["acked"] is True
+        assert send["ack_ms"] >= 0
         assert send["payload"]["apiKey"] == "***"  # masked, never the key
-        assert KEY not in json.dumps(events.events) and TOKEN not in json.dumps(events.events)
+        assert KEY not in json.dumps(events.events)
+        assert TOKEN not in json.dumps(events.events)
         [listen] = events.wait_for(
             lambda e: e["kind"] == "packet" and e["event"] == "external/listen", "the listen")
         assert listen["ack"] == {"status": "ok", "roomId": "room-1"}
@@ -149,7 +154,8 @@ def test_a_request_whose_host_is_not_local_is_refused(emu, host):
         assert response.status == 403, (method, path, host)
         assert b"Host" in response.read()
         conn.close()
-    assert emu.requests == [] and control_for(emu).transcript("r").turns == []
+    assert emu.requests == []
+    assert control_for(emu).transcript("r").turns == []
 
 
 @pytest.mark.parametrize("origin", [
@@ -158,11 +164,13 @@ def test_a_request_whose_host_is_not_local_is_refused(emu, host):
 def test_a_cross_origin_post_is_refused(emu, echo_bot, origin):
     status, answer = request(emu, "POST", API + "post", {"room": "room-1", "text": "x"},
                              headers={"Origin": origin.format(port=emu.port)})
-    assert status == 403 and "cross-origin" in answer["error"]
+    assert status == 403
+    assert "cross-origin" in answer["error"]
     status, _ = request(emu, "POST", API + "drop", {}, headers={"Origin": origin.format(
         port=emu.port)})
     assert status == 403
-    assert echo_bot.connected and emu.sent == []
+    assert echo_bot.connected
+    assert emu.sent == []
 
 
 def test_the_emulators_own_origin_and_localhost_are_accepted(emu, echo_bot):
@@ -178,24 +186,29 @@ def test_a_form_post_is_refused(emu):
     # what a cross-site <form> can send without a preflight
     status, answer = request(emu, "POST", API + "post", raw_body=b"room=r&text=x",
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 415 and "application/json" in answer["error"]
+    assert status == 415
+    assert "application/json" in answer["error"]
 
 
 def test_bad_requests_say_what_is_wrong(emu):
     assert request(emu, "POST", API + "post", {"room": "", "text": "x"})[0] == 400
     status, answer = request(emu, "POST", API + "ack", {"event": "external/send",
                                                          "mode": "sometimes"})
-    assert status == 400 and "mode must be one of" in answer["error"]
+    assert status == 400
+    assert "mode must be one of" in answer["error"]
     assert request(emu, "POST", API + "nope", {})[0] == 404
     assert request(emu, "GET", "/_emulator/static/../../setup.cfg")[0] == 404
 
 
 def test_page_and_static_files_are_served(emu):
     status, html = request(emu, "GET", "/_emulator/")
-    assert status == 200 and "<script" in html and "app.js" in html
+    assert status == 200
+    assert "<script" in html
+    assert "app.js" in html
     for name in ("app.js", "style.css"):
         status, text = request(emu, "GET", "/_emulator/static/" + name)
-        assert status == 200 and len(text) > 100
+        assert status == 200
+        assert len(text) > 100
 
 
 def test_faults_through_the_api(emu, echo_bot):
@@ -280,7 +293,7 @@ def test_replay_says_which_turn_got_no_answer(emu, tmp_path):
         "format": "watchers-bot-transcript", "version": 1, "room": "quiet",
         "turns": [{"by": "human", "user": "a", "text": "anyone?"},
                   {"by": "bot", "user": "b", "text": "yes"}]})
-    with pytest.raises(TimeoutError, match="turn 0 .*expected 1 bot answer"):
+    with pytest.raises(TimeoutError, match=r"turn 0 .*expected 1 bot answer"):
         replay(emu, transcript, timeout=0.3)
     with pytest.raises(ValueError, match="format"):
         Transcript.from_dict({"room": "r", "turns": []})
@@ -349,3 +362,48 @@ def test_call_reports_the_servers_reason(emu):
     with pytest.raises(ControlError, match="400: room must be a non-empty string"):
         call(emu.url, "post", {"room": "", "text": "x"})
     assert call(emu.url, "state")["running"] is True
+
+
+def test_demo_prints_the_page_address(capsys):
+    from watchers_bot.cli import main
+
+    assert main(["demo", "--messages", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^# playground page \(this machine only\): "
+                     r"http://127\.0\.0\.1:\d+/_emulator/$", out, re.M), out
+
+
+def test_serve_prints_the_page_and_post_reaches_a_bot_of_another_process():
+    """The user's flow: `serve`, a bot with the printed credentials, `post` as alice."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost",
+               no_proxy="127.0.0.1,localhost")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "watchers_bot", "serve", "--port", "0", "--token", "tok",
+         "--api-key", "key"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in server.stdout], daemon=True).start()
+    try:
+        page = None
+        while page is None:
+            line = lines.get(timeout=15)
+            match = re.search(r"playground page: +(http://127\.0\.0\.1:(\d+)/_emulator/)", line)
+            if match:
+                page, port = match.group(1), int(match.group(2))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/_emulator/")
+        assert conn.getresponse().status == 200
+        conn.close()
+        from watchers_bot import Bot
+
+        with Bot("tok", "key", "bot-x", url=f"http://127.0.0.1:{port}",
+                 connect_timeout=5, ack_timeout=5) as bot:
+            bot.listen("room-9")
+            result = run_cli("room-9", "from another process", "--as", "alice",
+                             url=f"http://127.0.0.1:{port}")
+            assert result.returncode == 0, result.stderr
+            msg = bot.receive(timeout=5)
+            assert (msg.user_id, msg.text) == ("alice", "from another process")
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -121,8 +121,10 @@ def test_two_humans_talk_and_the_bot_answers_in_the_page(page, emu):
     expect(sends.first.locator(".ack")).to_have_text(re.compile(r"^ack in \d+\.\d ms$"))
     sends.first.locator("summary").click()
     raw = json.loads(sends.first.locator("pre").inner_text())
-    assert raw["payload"]["apiKey"] == "***" and raw["payload"]["text"] == "echo: hello"
-    assert KEY not in page.content() and TOKEN not in page.content()
+    assert raw["payload"]["apiKey"] == "***"
+    assert raw["payload"]["text"] == "echo: hello"
+    assert KEY not in page.content()
+    assert TOKEN not in page.content()
 
     page.get_by_label("Event", exact=True).select_option("external/send")
     expect(page.locator("#packets li")).to_have_count(3)
@@ -199,7 +201,8 @@ def test_save_reload_replay_and_export(page, emu, tmp_path):
     page.get_by_label("Replay from turn").fill("2")
     page.get_by_role("button", name="Replay").click()
     expect(page.locator("#replay-status")).to_have_text("replay done: the same 1 answer(s)")
-    assert [m.text for m in emu.sent][-1] == "echo: two" and len(emu.sent) == 5
+    assert [m.text for m in emu.sent][-1] == "echo: two"
+    assert len(emu.sent) == 5
 
     (tmp_path / "echo_handler.py").write_text(
         "def handle(msg):\n    return 'echo: ' + msg.text\n")
