@@ -224,9 +224,28 @@ def test_faults_through_the_api(emu, echo_bot):
         echo_bot.send("room-1", "refused once", timeout=5)
     echo_bot.send("room-1", "fine again", timeout=5)
 
+    events = Events(emu)
+    try:
+        assert request(emu, "POST", API + "ack", {"event": "external/send", "mode": "exception",
+                                                   "error": "boom", "times": 1})[0] == 200
+        with pytest.raises(ServerError, match="boom"):
+            echo_bot.send("room-1", "exception once", timeout=5)
+        [seen] = events.wait_for(
+            lambda e: e["kind"] == "packet" and e.get("mode") == "exception", "the exception")
+        assert seen["acked"] is False
+        assert seen["payload"]["text"] == "exception once"
+    finally:
+        events.close()
+
+    connections = emu.connections
+    assert request(emu, "POST", API + "kick", {})[1] == {"kicked": 1}
+    wait_until(lambda: emu.connections > connections, timeout=10, what="reconnect after kick")
+    emu.wait_for_listeners("room-1", timeout=10)
+
+    connections = emu.connections
     status, _ = request(emu, "POST", API + "restart", {"down_for": 0.2})
     assert status == 200
-    wait_until(lambda: emu.connections >= connections + 2, timeout=10, what="reconnect")
+    wait_until(lambda: emu.connections > connections, timeout=10, what="reconnect after restart")
     emu.wait_for_listeners("room-1", timeout=10)
 
     status, answer = request(emu, "POST", API + "push",

@@ -1205,8 +1205,11 @@ class Emulator:
         started = time.monotonic()
         answer = self._on_event(gen, event, sid, args)
         if self._observers:
+            with self._lock:  # the mode this request got (the latest of this sid and event)
+                mode = next((r.mode for r in reversed(self._requests)
+                             if r.sid == sid and r.event == event), None)
             self._notify("request", {
-                "event": event, "sid": sid,
+                "event": event, "sid": sid, "mode": mode,
                 "payload": mask_secrets(args[0] if args else None),
                 "acked": answer is not gen.sio.not_handled,
                 "ack": None if answer is gen.sio.not_handled else mask_secrets(answer),

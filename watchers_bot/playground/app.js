@@ -152,7 +152,10 @@ function packetMatches(p) {
 function packetItem(p) {
   let ack = "", ackClass = "";
   if (p.direction === "request") {
-    if (!p.acked) { ack = "no ack"; ackClass = "ack-bad"; }
+    if (!p.acked) {
+      ack = p.mode === "exception" ? "no ack: exception event" : "no ack";
+      ackClass = "ack-bad";
+    }
     else {
       const bad = p.ack && typeof p.ack === "object" && p.ack.status === "error";
       ack = (bad ? "error ack" : "ack") + ` in ${p.ack_ms.toFixed(1)} ms`;
