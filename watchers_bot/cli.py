@@ -6,6 +6,7 @@
     watchers-bot serve [--port 8765] ...        # run the emulator until Ctrl-C
     watchers-bot listen ROOM [ROOM ...]         # print messages as JSON lines
     watchers-bot send ROOM TEXT                 # post as the bot (TEXT "-" reads stdin)
+    watchers-bot post ROOM TEXT --as alice      # post as a human into a running emulator
     watchers-bot doctor [--room R] [--send T]   # check a configuration end to end
 
 ``listen``, ``send`` and ``doctor`` take their credentials from ``--token``, ``--api-key``,
@@ -207,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--messages", metavar="N", type=_positive_int, default=3,
         help="how many lines the human says (default 3)",
     )
+    demo.add_argument(
+        "--open", action="store_true", default=False,
+        help="open the playground page in a browser and keep the emulator and the echo bot "
+        "running until Ctrl-C (default: print the conversation and exit)",
+    )
 
     serve = commands.add_parser(
         "serve", parents=[common], help="run the Watchers bot-server emulator until Ctrl-C",
@@ -275,6 +281,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout to connect, then 10 for the acknowledgement)",
     )
     _add_credentials(send)
+
+    post = commands.add_parser(
+        "post", parents=[common], help="post a message as a human into a running emulator",
+        description="Post TEXT in ROOM as the human user --as, through the control API of "
+        "an emulator started with 'watchers-bot serve' (local only; needs no token).  "
+        "Prints the posted message payload as JSON.",
+    )
+    post.add_argument("room", metavar="ROOM", help="room id")
+    post.add_argument("text", metavar="TEXT", help="the message; '-' reads it from stdin")
+    post.add_argument(
+        "--as", dest="user", metavar="USER", default="human",
+        help="the user id to post as (default human)",
+    )
+    post.add_argument(
+        "--url", default=None,
+        help="the emulator's address (default $WATCHERS_URL, else http://127.0.0.1:8765)",
+    )
+    post.add_argument(
+        "--timeout", metavar="S", type=_positive_float, default=10.0,
+        help="seconds the whole call may take (default 10)",
+    )
 
     doctor = commands.add_parser(
         "doctor", parents=[common], help="check a configuration end to end",
@@ -519,6 +546,22 @@ def _cmd_send(args: argparse.Namespace, secrets_: _Secrets) -> int:
     return EXIT_OK
 
 
+def _cmd_post(args: argparse.Namespace, secrets_: _Secrets) -> int:
+    from ._control import ControlError, call
+
+    text = _read_text(args.text)
+    url = args.url or os.environ.get("WATCHERS_URL", "").strip() or "http://127.0.0.1:8765"
+    try:
+        answer = call(url, "post", {"room": args.room, "text": text, "user": args.user},
+                      timeout=args.timeout)
+    except ControlError as exc:
+        raise _Failure(str(exc)) from None
+    print(json.dumps(answer["posted"], ensure_ascii=False), flush=True)
+    _status(args, f"posted in {args.room} as {args.user}; "
+                  f"{answer['listeners']} bot socket(s) listening there")
+    return EXIT_OK
+
+
 def _import_emulator() -> Any:
     try:
         from .emulator import Emulator
@@ -566,6 +609,7 @@ def _cmd_demo(args: argparse.Namespace, secrets_: _Secrets) -> int:
             try:
                 print(f"# demo: '{DEMO_BOT_ID}' and '{DEMO_HUMAN_ID}' in room "
                       f"'{DEMO_ROOM}' on an emulator at {emu.url}", flush=True)
+                print(f"# playground page (this machine only): {_page_url(emu)}", flush=True)
                 emu.wait_for_listeners(DEMO_ROOM, 1, timeout=DEMO_STEP_TIMEOUT)
                 for n, line in enumerate(lines, 1):
                     print(f"{DEMO_HUMAN_ID:<{width}} > {line}", flush=True)
@@ -580,6 +624,8 @@ def _cmd_demo(args: argparse.Namespace, secrets_: _Secrets) -> int:
                         raise _Failure(f"demo failed: no echo: {exc}") from None
                     answer = sent[n - 1]
                     print(f"{answer.user_id:<{width}} > {answer.text}", flush=True)
+                if args.open:
+                    _open_and_wait(_page_url(emu))
             finally:
                 bot.close()
                 worker.join(DEMO_STEP_TIMEOUT)
@@ -589,10 +635,28 @@ def _cmd_demo(args: argparse.Namespace, secrets_: _Secrets) -> int:
     return EXIT_OK
 
 
+def _page_url(emu: Any) -> str:
+    from ._control import page_url
+
+    return page_url(emu)
+
+
+def _open_and_wait(page: str) -> None:
+    import webbrowser
+
+    if not webbrowser.open(page):
+        print(f"# could not start a browser: open {page} yourself", flush=True)
+    print("# the echo bot keeps answering in the page; press Ctrl-C to stop", flush=True)
+    with contextlib.suppress(KeyboardInterrupt, _Terminated):
+        while True:
+            time.sleep(0.5)
+
+
 def _serve_banner(emu: Any, tokens: List[str], api_keys: List[str]) -> str:
     url = emu.url
     lines = [
         f"watchers-bot emulator listening on {url} (project {emu.project!r})",
+        f"playground page:   {_page_url(emu)} (chat, inspector, faults; this machine only)",
         f"accepted tokens:   {', '.join(tokens)}",
         f"accepted API keys: {', '.join(api_keys)}",
         "",
@@ -1081,6 +1145,7 @@ _COMMANDS = {
     "serve": _cmd_serve,
     "listen": _cmd_listen,
     "send": _cmd_send,
+    "post": _cmd_post,
     "doctor": _cmd_doctor,
 }
 

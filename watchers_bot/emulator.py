@@ -66,8 +66,12 @@ from .protocol import (
     mask_secrets,
     message_payload,
 )
+from .transcript import Transcript, Turn, replay
 
-__all__ = ["ACK_MODES", "Emulator", "RequestRecord", "SentMessage", "WrittenMessage"]
+__all__ = [
+    "ACK_MODES", "Emulator", "RequestRecord", "SentMessage", "Transcript", "Turn",
+    "WrittenMessage", "replay",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -506,6 +510,10 @@ class Emulator:
         self._written: List[WrittenMessage] = []
         self._record_writes = bool(record_writes)
         self._ssl_context = ssl_context
+        # The playground's control API (watchers_bot/_control.py) on this port,
+        # and the callbacks it gets every event through; see _notify.
+        self._observers: List[Callable[[str, Dict[str, Any]], None]] = []
+        self._control: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -536,10 +544,10 @@ class Emulator:
             sio.on("connect", lambda sid, environ, auth=None: self._on_connect(
                 gen, sid, environ, auth))
             sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
-            sio.on("*", lambda event, sid, *args: self._on_event(gen, event, sid, args))
+            sio.on("*", lambda event, sid, *args: self._observed_event(gen, event, sid, args))
             gen.sio = sio
             self._set_dispatch(gen)
-            app = _TrackingApp(socketio.WSGIApp(sio), gen)
+            app = _TrackingApp(self._control_app(socketio.WSGIApp(sio)), gen)
 
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
             listener = socket.socket(family, socket.SOCK_STREAM)
@@ -591,6 +599,7 @@ class Emulator:
             if gen is None:
                 return
             gen.stopping.set()  # refuses new sockets, releases delayed acks and frozen writers
+            self._notify("server", {"state": "stopping"})
             deadline = time.monotonic() + max(timeout, 0.1)
             gen.stop_serving.set()
             if gen.thread is not None:
@@ -838,6 +847,7 @@ class Emulator:
                 room_id, next(self._ids), text, user_id, self._project, **extra
             )
             gen.sio.emit(EVENT_MESSAGE, payload, to=_ROOM_PREFIX + room_id)
+            self._notify("message", {"sid": None, "payload": payload})
         return payload
 
     def post_many(self, room_id: str, texts: Iterable[str], *, user_id: str = "human") -> int:
@@ -1178,6 +1188,40 @@ class Emulator:
         except Exception:  # pragma: no cover - the socket went away meanwhile
             logger.debug("kick of %s failed", sid, exc_info=True)
 
+    # ------------------------------------------------------------------ observers
+
+    def _notify(self, kind: str, data: Dict[str, Any]) -> None:
+        # Observers must not block (the playground's only queues); a failing
+        # one is logged and never breaks the server.
+        for observer in list(self._observers):
+            try:
+                observer(kind, data)
+            except Exception:  # pragma: no cover - defensive
+                logger.exception("emulator observer failed on %s", kind)
+
+    def _observed_event(
+        self, gen: _Generation, event: str, sid: str, args: Tuple[Any, ...]
+    ) -> Any:
+        started = time.monotonic()
+        answer = self._on_event(gen, event, sid, args)
+        if self._observers:
+            with self._lock:  # the mode this request got (the latest of this sid and event)
+                mode = next((r.mode for r in reversed(self._requests)
+                             if r.sid == sid and r.event == event), None)
+            self._notify("request", {
+                "event": event, "sid": sid, "mode": mode,
+                "payload": mask_secrets(args[0] if args else None),
+                "acked": answer is not gen.sio.not_handled,
+                "ack": None if answer is gen.sio.not_handled else mask_secrets(answer),
+                "ack_ms": (time.monotonic() - started) * 1000.0,
+            })
+        return answer
+
+    def _control_app(self, app: Any) -> Any:
+        from ._control import control_for
+
+        return control_for(self).wrap(app)
+
     # ------------------------------------------------------------------ server side
 
     def _on_connect(
@@ -1215,12 +1259,14 @@ class Emulator:
             self._connections += 1
             self._changed.notify_all()
         logger.debug("client %s connected", sid)
+        self._notify("connect", {"sid": sid})
 
     def _on_gone(self, gen: _Generation, sid: str) -> None:
         with self._lock:
             gen.pending.pop(sid, None)
             if self._forget(sid):
                 logger.debug("client %s disconnected", sid)
+                self._notify("disconnect", {"sid": sid})
             self._changed.notify_all()
 
     def _forget(self, sid: str) -> bool:
@@ -1343,6 +1389,9 @@ class Emulator:
                     room_id, text, user_id, sid, mask_secrets(payload), time.monotonic(), msg_id,
                 ))
                 self._changed.notify_all()
+                if self._observers:
+                    self._notify("message", {"sid": sid, "payload": message_payload(
+                        room_id, msg_id, text, user_id, self._project)})
                 # Nobody to tell: skip building and encoding a broadcast that
                 # reaches no socket (a socket still waiting for its listen ack
                 # is not owed this message).
