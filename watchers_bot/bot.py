@@ -42,6 +42,11 @@ _ENV = {
 
 _open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
 
+# How often Bot.run looks up from waiting (Ctrl-C lands between two looks).
+_RUN_POLL = 0.25
+# How long close() waits for handlers in flight.
+_CLOSE_HANDLER_WAIT = 5.0
+
 
 @atexit.register
 def _close_open_bots() -> None:
@@ -265,6 +270,7 @@ class Bot:
         )
         self._last_message_at: Optional[float] = None
         self._duplicate_checked = False
+        self._runners: "weakref.WeakSet[HandlerThread]" = weakref.WeakSet()
         if on_state_change is not None:
             self._conn.add_state_listener(on_state_change)
         _open_bots.add(self)
@@ -333,10 +339,11 @@ class Bot:
     def stats(self) -> Stats:
         """A snapshot of the bot's counters."""
         conn = self._conn
+        backlog, pool_dropped = self._runner_counts()
         return Stats(
             received=self._received,
             delivered=self._inbox.delivered,
-            dropped=self._inbox.dropped,
+            dropped=self._inbox.dropped + pool_dropped,
             skipped_own=self._skipped_own,
             malformed=self._malformed,
             sent=conn.acked.get(protocol.EVENT_SEND, 0),
@@ -344,6 +351,7 @@ class Bot:
             reconnects=conn.reconnects,
             pending=conn.pending,
             queued=self._inbox.qsize(),
+            backlog=backlog,
         )
 
     def __repr__(self) -> str:
@@ -408,6 +416,7 @@ class Bot:
             if unread:
                 log.warning("closed with %d unread message(s) in the inbox; counted as dropped",
                             unread)
+            self._stop_runners(_CLOSE_HANDLER_WAIT)
             self._conn.close()
             forget_secrets(self._secrets)
             if self._current_token is not None and self._current_token not in self._secrets:
@@ -607,6 +616,7 @@ class Bot:
         conn = self._conn
         stats = self.stats
         error = conn.fatal or conn.last_error
+        backlog, oldest_wait = self._runner_backlog()
         return Health(
             state=self.state,
             ok=conn.state is State.CONNECTED,
@@ -620,19 +630,117 @@ class Bot:
             queued=stats.queued,
             dropped=stats.dropped,
             last_error=None if error is None else f"{type(error).__name__}: {error}",
+            backlog=backlog,
+            oldest_wait=oldest_wait,
         )
 
-    def run_in_thread(
-        self, handler: Callable[[Message], object], *, name: str = "watchers-bot-handler"
-    ) -> HandlerThread:
-        """Call ``handler(message)`` for every message, on a new thread; returns its handle.
+    # ------------------------------------------------------------------ handlers
 
-        For web apps and other code that can't sit in a ``for`` loop.  A handler
-        that raises is logged and counted, never ends the loop; ``handle.stop()``
-        ends it, and so does closing the bot.  Use one consumer per bot: two
-        would share the messages between them.
+    def run_in_thread(
+        self,
+        handler: Callable[..., Any],
+        *,
+        workers: int = 1,
+        backlog: Optional[int] = None,
+        slow_after: Optional[float] = 30.0,
+        name: str = "watchers-bot-handler",
+    ) -> HandlerThread:
+        """Call ``handler`` for every message, on threads of their own; returns their handle.
+
+        ``handler(msg)`` or ``handler(msg, ctx)`` (see :class:`~watchers_bot.Context`), or a
+        :class:`~watchers_bot.Router`.  A returned string is sent as the reply in the
+        message's room.  Messages of one room are handled one at a time in server order;
+        different rooms at once on up to ``workers`` threads (``1``: one message at a time).
+
+        :param backlog: how many messages may wait for a handler (default: the bot's
+            ``max_queue``; ``0``: unbounded); beyond it the bot's ``overflow`` policy drops
+            one, counted in :attr:`stats` ``.dropped`` and logged.
+        :param slow_after: seconds after which a handler still running is reported once
+            (WARNING, with its room and the stack where it is); ``None`` turns it off.
+
+        A handler that raises is logged with its traceback and counted, never ends the
+        loop; ``handle.stop()`` ends it, and so does closing the bot.  Use one consumer per
+        bot: two would share the messages between them.
         """
         self._check_open()
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        return HandlerThread(self, handler, name)._start()
+        if isinstance(workers, bool) or not isinstance(workers, int):
+            raise TypeError(f"workers must be an int, not {type(workers).__name__}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if backlog is None:
+            backlog = self._inbox.maxsize
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
+        if backlog < 0:
+            raise ValueError("backlog must be >= 0 (0: unbounded)")
+        slow = _optional_seconds(slow_after, "slow_after")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        handle = HandlerThread(
+            self, handler, name, workers=workers, backlog=backlog,
+            overflow=self._inbox.overflow, slow_after=slow,
+        )
+        self._runners.add(handle)
+        return handle._start()
+
+    def run(
+        self,
+        handler: Callable[..., Any],
+        *,
+        workers: int = 1,
+        backlog: Optional[int] = None,
+        slow_after: Optional[float] = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        """Handle every message until the bot is closed or Ctrl-C; blocks.
+
+        Takes the arguments of :meth:`run_in_thread`.  Ctrl-C (or Jupyter's "interrupt
+        kernel") stops it cleanly: no new message is started, running handlers get up to
+        ``stop_timeout`` seconds to finish, messages not started go back to the inbox, and
+        ``run`` returns.  ``close()`` from another thread ends it the same way.  If the bot
+        gives up for good, ``run`` raises that error.
+        """
+        stop_timeout = _seconds(stop_timeout, "stop_timeout")
+        handle = self.run_in_thread(
+            handler, workers=workers, backlog=backlog, slow_after=slow_after
+        )
+        try:
+            while not handle._pool.done.wait(_RUN_POLL):
+                pass
+            handle.join(stop_timeout)
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping the handlers (up to %gs)", stop_timeout)
+            if not handle.stop(stop_timeout):
+                log.warning("handlers still running %gs after the interrupt; left running",
+                            stop_timeout)
+            return
+        if handle.error is not None:
+            raise handle.error
+
+    def _stop_runners(self, timeout: float) -> None:
+        # close(): the inbox is closed, so every dispatcher ends; wait for handlers in flight.
+        for handle in list(self._runners):
+            handle.stop(timeout)
+            if handle.running and not handle._pool.is_worker(threading.current_thread()):
+                log.warning("%r still running after close(); a handler does not return", handle)
+
+    def _runner_counts(self) -> Tuple[int, int]:
+        """(messages waiting for handlers, messages the handler pools dropped)."""
+        waiting = dropped = 0
+        for handle in list(self._runners):
+            waiting += handle._pool.waiting()
+            dropped += handle.dropped
+        return waiting, dropped
+
+    def _runner_backlog(self) -> Tuple[Dict[str, int], Optional[float]]:
+        rooms: Dict[str, int] = {}
+        oldest: Optional[float] = None
+        for handle in list(self._runners):
+            for room, count in handle.backlog().items():
+                rooms[room] = rooms.get(room, 0) + count
+            age = handle.oldest_wait()
+            if age is not None and (oldest is None or age > oldest):
+                oldest = age
+        return rooms, oldest

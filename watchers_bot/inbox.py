@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 __all__ = ["CLOSED", "OVERFLOW_POLICIES", "Inbox"]
 
@@ -137,6 +137,24 @@ class Inbox(queue.Queue):  # type: ignore[type-arg]
                 return
             self._error = error
             self.not_empty.notify_all()
+
+    def give_back(self, items: List[Any]) -> int:
+        """Put messages a consumer took but did not handle back at the front, in order.
+
+        Once closed they are counted as dropped, like unread ones.  Returns how many
+        were dropped.  ``delivered`` is not counted again.
+        """
+        with self.mutex:
+            if self._closed:
+                self.dropped += len(items)
+                dropped = len(items)
+            else:
+                self.queue.extendleft(reversed(items))
+                dropped = 0
+                self.not_empty.notify_all()
+        if dropped:
+            log.warning("closed with %d message(s) not yet handled; counted as dropped", dropped)
+        return dropped
 
     @property
     def closed(self) -> bool:

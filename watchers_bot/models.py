@@ -52,6 +52,8 @@ class Stats:
     pending: int
     #: messages waiting in the inbox right now.
     queued: int
+    #: messages taken from the inbox waiting for a handler (``run``, ``run_in_thread``).
+    backlog: int = 0
 
 
 @attrs.frozen
@@ -81,9 +83,14 @@ class Health:
     dropped: int
     #: why the bot gave up, else the last request error, as ``"Type: text"`` (never a secret).
     last_error: Optional[str]
+    #: messages waiting for a handler, per room (``run``, ``run_in_thread``).
+    backlog: Mapping[str, int] = attrs.field(factory=dict)
+    #: seconds the oldest message waiting for a handler has waited, or ``None``.
+    oldest_wait: Optional[float] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict (``rooms`` as a list)."""
         data = attrs.asdict(self)
         data["rooms"] = list(self.rooms)
+        data["backlog"] = dict(self.backlog)
         return data
