@@ -38,12 +38,16 @@ _LAZY = {
     "AckFuture": ".connection",
     "State": ".connection",
     "HandlerThread": ".handler",
+    "Router": ".router",
+    "Context": ".routing",
 }
 
 if TYPE_CHECKING:
     from .bot import Bot, DuplicateBotWarning
     from .connection import AckFuture, State
     from .handler import HandlerThread
+    from .router import Router
+    from .routing import Context
 
 
 def __getattr__(name: str) -> Any:
@@ -71,11 +75,13 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "ConnectionLost",
+    "Context",
     "DuplicateBotWarning",
     "HandlerThread",
     "Health",
     "Message",
     "ReceiveTimeout",
+    "Router",
     "ServerError",
     "State",
     "Stats",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tu
 from .errors import AckTimeout, ConnectionLost
 from .inbox import CLOSED
 from .models import Message
+from .router import Router
 from .routing import Context, invoke, takes_context
 
 if TYPE_CHECKING:
@@ -265,6 +266,13 @@ class RoomPool:
                     elif self._rooms.get(room) is waiting:
                         del self._rooms[room]
 
+    def _failed_name(self) -> str:
+        if isinstance(self._handler, Router):
+            route = self._handler.current_route()
+            if route is not None:
+                return f"{route.name} (route of {self._handler!r})"
+        return self._handler_name
+
     def _handle(self, msg: Message) -> None:
         bot = self._bot
         try:
@@ -275,7 +283,7 @@ class RoomPool:
             self.errors += 1
             log.error(
                 "handler %s raised on message %s in room %r; the room goes on",
-                self._handler_name, msg.id, msg.room_id, exc_info=True,
+                self._failed_name(), msg.id, msg.room_id, exc_info=True,
             )
             return
         self.handled += 1
