@@ -20,6 +20,7 @@ from .errors import (
     ConfigError,
     ConnectFailed,
     ConnectionLost,
+    RateLimited,
     ReceiveTimeout,
     ServerError,
     WatchersError,
@@ -40,12 +41,14 @@ _LAZY = {
     "HandlerThread": ".handler",
     "Router": ".router",
     "Context": ".routing",
+    "SendRate": ".ratelimit",
 }
 
 if TYPE_CHECKING:
     from .bot import Bot, DuplicateBotWarning
     from .connection import AckFuture, State
     from .handler import HandlerThread
+    from .ratelimit import SendRate
     from .router import Router
     from .routing import Context
 
@@ -80,8 +83,10 @@ __all__ = [
     "HandlerThread",
     "Health",
     "Message",
+    "RateLimited",
     "ReceiveTimeout",
     "Router",
+    "SendRate",
     "ServerError",
     "State",
     "Stats",

@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 from . import protocol
 from ._logging import forget_secrets, register_secrets
 from .connection import AckFuture, Connection, State
-from .errors import BotClosed, ConfigError, ReceiveTimeout
+from .errors import BotClosed, ConfigError, RateLimited, ReceiveTimeout
 from .handler import HandlerThread
 from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
 from .models import Health, Message, Stats
+from .ratelimit import SendLimiter, SendRate
+from .ratelimit import send_rate as read_send_rate
 from .regions import DEFAULT_REGION, resolve_url
 
 __all__ = ["Bot", "DuplicateBotWarning"]
@@ -46,6 +48,8 @@ _open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
 _RUN_POLL = 0.25
 # How long close() waits for handlers in flight.
 _CLOSE_HANDLER_WAIT = 5.0
+# How long a send waits after a rate-limit refusal that gave no retry hint.
+_RETRY_WITHOUT_HINT = 1.0
 
 
 @atexit.register
@@ -183,6 +187,9 @@ class Bot:
         travel in clear).
     :param on_state_change: called as ``fn(old, new)`` on every change of
         :attr:`state`, on a thread of the bot's own (see :meth:`on_state_change`).
+    :param send_rate: a client-side limit on ``send()``: a number (sends per second
+        over all rooms) or a :class:`~watchers_bot.SendRate` (``total``, ``per_room``,
+        ``burst``).  A send waits for its turn within its timeout.
     """
 
     def __init__(
@@ -206,6 +213,7 @@ class Bot:
         ca_certs: Optional[str] = None,
         allow_insecure: bool = False,
         on_state_change: Optional[Callable[[str, str], object]] = None,
+        send_rate: Union[float, SendRate, None] = None,
     ) -> None:
         token = _check_secret(token, "token", allow_callable=True)
         self._api_key: str = _check_secret(api_key, "api_key")
@@ -271,6 +279,8 @@ class Bot:
         self._last_message_at: Optional[float] = None
         self._duplicate_checked = False
         self._runners: "weakref.WeakSet[HandlerThread]" = weakref.WeakSet()
+        rate = read_send_rate(send_rate)
+        self._limiter = None if rate is None else SendLimiter(rate)
         if on_state_change is not None:
             self._conn.add_state_listener(on_state_change)
         _open_bots.add(self)
@@ -582,13 +592,14 @@ class Bot:
         Returns the server's answer (``None`` for the documented empty ack).
         Raises :class:`ServerError` if the server refused it; :class:`AckTimeout`
         or :class:`ConnectionLost` if the outcome is unknown; :class:`ConnectFailed`
-        if it could not be sent at all.
+        if it could not be sent at all.  With ``send_rate`` the call first waits for
+        its turn, and a rate-limit refusal is retried after the server's hint; both
+        within ``timeout``, else :class:`RateLimited` (not posted).
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
         self._before_network()
-        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
-        return self._conn.wait(future, wait)
+        return self._send_within_limits(room_id, payload, wait)
 
     def reply(self, message: Message, text: str, *, timeout: Optional[float] = None) -> Any:
         """Send ``text`` in the room ``message`` came from."""
@@ -744,3 +755,44 @@ class Bot:
             if age is not None and (oldest is None or age > oldest):
                 oldest = age
         return rooms, oldest
+
+    # ------------------------------------------------------------------ send rate limits
+
+    def _send_within_limits(self, room_id: str, payload: Dict[str, str], wait: float) -> Any:
+        # The whole of it (turn in the limiter, retries after refusals) fits in ``wait``.
+        deadline = time.monotonic() + wait
+        limiter = self._limiter
+        while True:
+            if limiter is not None:
+                pause = limiter.reserve(room_id, deadline)
+                if pause is None:
+                    raise RateLimited(
+                        f"not posted: the client-side send_rate ({limiter.rate}) leaves no "
+                        f"turn in room {room_id!r} within the {wait:g}s timeout",
+                        event=protocol.EVENT_SEND,
+                    )
+                if pause > 0:
+                    time.sleep(pause)
+                    self._check_open()
+            remaining = deadline - time.monotonic()
+            future = self._conn.request(
+                protocol.EVENT_SEND, payload, protocol.read_send_ack, max(remaining, 1e-3)
+            )
+            try:
+                return self._conn.wait(future, max(remaining, 1e-3))
+            except RateLimited as refused:
+                hint = refused.retry_after
+                pause = _RETRY_WITHOUT_HINT if hint is None else hint
+                remaining = deadline - time.monotonic()
+                if pause >= remaining:
+                    told = "no retry hint" if hint is None else f"retry after {hint:g}s"
+                    raise RateLimited(
+                        f"not posted: the server refused it for its rate limit ({told}) and "
+                        f"the {wait:g}s timeout runs out first: {refused.message}",
+                        retry_after=hint, code=refused.code, event=refused.event,
+                        raw=refused.raw,
+                    ) from refused
+                log.info("send to %r refused for the rate limit; retrying in %.3gs",
+                         room_id, pause)
+                time.sleep(pause)
+                self._check_open()
