@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .errors import AckTimeout, ConnectionLost
 from .inbox import CLOSED
@@ -38,6 +38,9 @@ log = logging.getLogger("watchers_bot.handler")
 # How often the dispatcher looks at its stop flag and the watchdog while no message comes.
 _POLL = 0.25
 _DROP_WARNING_INTERVAL = 5.0
+
+# Messages the dispatcher takes from the inbox in one lock round at most.
+_BATCH = 64
 
 # (when it was filed, its place in server order, the message)
 _Item = Tuple[float, int, Message]
@@ -83,6 +86,7 @@ class RoomPool:
         self._rooms: Dict[str, Deque[_Item]] = {}
         self._ready: Deque[str] = collections.deque()
         self._running: Dict[int, _Running] = {}
+        self._busy: Set[str] = set()  # rooms with a handler running
         self._waiting = 0
         self._seq = 0
         self._stopping = False
@@ -143,11 +147,11 @@ class RoomPool:
     # ------------------------------------------------------------ dispatcher
 
     def _dispatch(self) -> None:
-        take = self._bot._inbox.take
+        take = self._bot._inbox.take_batch
         try:
             while not self._stop.is_set():
                 try:
-                    item = take(_POLL)
+                    item = take(_POLL, _BATCH)
                 except queue.Empty:
                     self._watch()
                     continue
@@ -166,32 +170,30 @@ class RoomPool:
             finally:
                 self.done.set()
 
-    def _file(self, msg: Message) -> None:
-        dropped = False
+    def _file(self, batch: List[Message]) -> None:
+        drops = 0
         with self._lock:
-            if 0 < self.backlog_limit <= self._waiting:
-                dropped = True
-                if self.overflow == "drop_newest":
-                    self.dropped += 1
-                    msg = None  # type: ignore[assignment]
-                else:
+            rooms = self._rooms
+            now = time.monotonic()
+            for msg in batch:
+                if 0 < self.backlog_limit <= self._waiting:
+                    drops += 1
+                    if self.overflow == "drop_newest":
+                        self.dropped += 1
+                        continue
                     self._drop_oldest_locked()
-            if msg is not None:
                 self._seq += 1
                 room = msg.room_id
-                waiting = self._rooms.get(room)
+                waiting = rooms.get(room)
                 if waiting is None:
-                    waiting = self._rooms[room] = collections.deque()
-                waiting.append((time.monotonic(), self._seq, msg))
+                    waiting = rooms[room] = collections.deque()
+                waiting.append((now, self._seq, msg))
                 self._waiting += 1
-                if len(waiting) == 1 and not self._room_busy(room):
+                if len(waiting) == 1 and room not in self._busy:
                     self._ready.append(room)
                     self._lock.notify()
-        if dropped:
+        for _ in range(drops):
             self._report_drop()
-
-    def _room_busy(self, room: str) -> bool:
-        return any(r.message.room_id == room for r in self._running.values())
 
     def _drop_oldest_locked(self) -> None:
         oldest_room = min(
@@ -252,19 +254,28 @@ class RoomPool:
                     return
                 room = self._ready.popleft()
                 waiting = self._rooms[room]
-                _, _, msg = waiting.popleft()
-                self._waiting -= 1
-                self._running[ident] = _Running(msg, me)
-            try:
-                self._handle(msg)
-            finally:
+                self._busy.add(room)
+            while True:
                 with lock:
-                    del self._running[ident]
-                    if waiting:
-                        self._ready.append(room)
-                        lock.notify()
-                    elif self._rooms.get(room) is waiting:
-                        del self._rooms[room]
+                    if self._stopping or not waiting:
+                        break
+                    _, _, msg = waiting.popleft()
+                    self._waiting -= 1
+                    self._running[ident] = _Running(msg, me)
+                try:
+                    self._handle(msg)
+                finally:
+                    with lock:
+                        del self._running[ident]
+                if self._ready:
+                    break  # other rooms wait: this one goes to the back of the line
+            with lock:
+                self._busy.discard(room)
+                if waiting:
+                    self._ready.append(room)
+                    lock.notify()
+                elif self._rooms.get(room) is waiting:
+                    del self._rooms[room]
 
     def _failed_name(self) -> str:
         if isinstance(self._handler, Router):
