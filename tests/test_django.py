@@ -280,3 +280,16 @@ def test_runbot_configuration_errors_are_one_line(emulator, args, env, message):
     assert code == 1
     assert message in err
     assert "Traceback" not in err
+
+
+def test_runbot_takes_a_router(emulator):
+    proc = runbot(emulator, "--handler", "example_project.handlers.router")
+    try:
+        emulator.wait_for_listeners("room-1", timeout=PROC_TIMEOUT)
+        emulator.post("room-1", "not a command")
+        emulator.post("room-1", "/echo routed words")
+        assert [s.text for s in emulator.wait_for_sent(1, timeout=10)] == ["routed words"]
+    finally:
+        code, _out, err = finish(proc, signal.SIGTERM)
+    assert code == 0, err
+    assert "Traceback" not in err

@@ -497,3 +497,26 @@ def test_flask_watchers_run_handles_messages_and_stops_cleanly(emulator, sig, co
     assert proc.returncode == code, err
     assert "Traceback" not in err, err
     emulator.wait_for_clients(0, timeout=10)
+
+
+def test_a_router_is_a_flask_handler_and_its_returned_text_the_reply(emulator, clean_env):
+    from flask import Flask
+
+    from watchers_bot import Router
+
+    router = Router()
+    router.command("ping")(lambda msg, ctx: "pong " + ctx.args)
+    ext = WatchersBot()
+    ext.on_message(router)
+    app = Flask("routed")
+    app.config.update(config_for(emulator))
+    ext.init_app(app)
+    try:
+        assert ext.start(app)
+        emulator.wait_for_listeners("room-1", timeout=10)
+        emulator.post("room-1", "no command")
+        emulator.post("room-1", "/ping 7")
+        assert [s.text for s in emulator.wait_for_sent(1, timeout=10)] == ["pong 7"]
+        assert router.unmatched == 1
+    finally:
+        ext.close(app)

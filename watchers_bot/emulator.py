@@ -66,6 +66,7 @@ from .protocol import (
     mask_secrets,
     message_payload,
 )
+from .ratelimit import TokenBucket
 from .transcript import Transcript, Turn, replay
 
 __all__ = [
@@ -181,13 +182,15 @@ class _Client:
 class _Refused(Exception):
     """An ack-level validation error: answered as an error object."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.extra = extra
 
     def answer(self) -> Dict[str, Any]:
-        return {"status": "error", "statusCode": self.status_code, "message": self.message}
+        return {"status": "error", "statusCode": self.status_code, "message": self.message,
+                **self.extra}
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -514,6 +517,9 @@ class Emulator:
         # and the callbacks it gets every event through; see _notify.
         self._observers: List[Callable[[str, Dict[str, Any]], None]] = []
         self._control: Any = None
+        self._send_bucket: Optional[TokenBucket] = None
+        self._send_hint = True
+        self.rate_limited = 0  # sends refused for the rate limit
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -816,6 +822,38 @@ class Emulator:
             gen = self._gen
             if gen is not None:
                 self._set_dispatch(gen)
+
+    def set_rate_limit(self, per_second: Optional[float], *, burst: float = 1.0,
+                       retry_after: bool = True) -> None:
+        """Refuse sends beyond ``per_second`` (bursts of ``burst``) over all sockets, as a
+        rate-limited server might: ``{"statusCode": 429, "message": "Too Many Requests",
+        "retryAfter": <seconds>}``, nothing posted.  ``retry_after=False`` leaves the hint
+        out.  ``None`` turns the limit off (the default).
+        """
+        if per_second is None:
+            with self._lock:
+                self._send_bucket = None
+            return
+        for name, value in (("per_second", per_second), ("burst", burst)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        with self._lock:
+            self._send_bucket = TokenBucket(float(per_second), float(burst))
+            self._send_hint = bool(retry_after)
+
+    def _check_rate(self) -> None:
+        with self._lock:
+            bucket = self._send_bucket
+            if bucket is None:
+                return
+            wait = bucket.wait_for_token(time.monotonic())
+            if wait <= 0:
+                bucket.take()
+                return
+            self.rate_limited += 1
+        extra = {"retryAfter": round(wait, 3)} if self._send_hint else {}
+        raise _Refused(429, "Too Many Requests", **extra)
 
     def _set_dispatch(self, gen: _Generation) -> None:
         # With _inline_requests, requests are handled on the socket's own
@@ -1323,6 +1361,7 @@ class Emulator:
                 if event == EVENT_LISTEN:
                     answer = self._listen(gen, sid, payload)
                 else:
+                    self._check_rate()
                     self._send(gen, sid, payload)
                     answer = None
             except _Refused as refused:

@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "ConnectionLost",
+    "RateLimited",
     "ReceiveTimeout",
     "ServerError",
     "WatchersError",
@@ -63,6 +64,19 @@ class ServerError(WatchersError):
         where = f"{event}: " if event else ""
         status = f" (code {code})" if code is not None else ""
         super().__init__(f"{where}server error{status}: {message}")
+
+
+class RateLimited(ServerError):
+    """The server refused a request for its rate limit: the message was **not posted**.
+
+    ``retry_after`` is the server's hint in seconds, if it gave one.  ``Bot.send`` waits and
+    retries within the call's deadline; this is raised when the deadline ran out first.
+    """
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class AckTimeout(WatchersError, TimeoutError):

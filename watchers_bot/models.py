@@ -52,6 +52,8 @@ class Stats:
     pending: int
     #: messages waiting in the inbox right now.
     queued: int
+    #: messages taken from the inbox waiting for a handler (``run``, ``run_in_thread``).
+    backlog: int = 0
 
 
 @attrs.frozen
@@ -84,10 +86,15 @@ class Health:
     last_error: Optional[str]
     #: rooms the server refused to listen to (e.g. a wrong API key), room -> reason.
     refused: Mapping[str, str] = attrs.field(factory=dict)
+    #: messages waiting for a handler, per room (``run``, ``run_in_thread``).
+    backlog: Mapping[str, int] = attrs.field(factory=dict)
+    #: seconds the oldest message waiting for a handler has waited, or ``None``.
+    oldest_wait: Optional[float] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict (``rooms`` as a list)."""
         data = attrs.asdict(self)
         data["rooms"] = list(self.rooms)
         data["refused"] = dict(self.refused)
+        data["backlog"] = dict(self.backlog)
         return data

@@ -10,9 +10,11 @@ Nothing here does I/O or imports socketio.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .errors import ServerError
+from .errors import RateLimited, ServerError
 from .models import Message
 
 __all__ = [
@@ -169,6 +171,8 @@ def _error_from(answer: Any, event: str) -> Optional[ServerError]:
     """The error an answer carries, or None when it carries no error marker."""
     raw = mask_secrets(answer)
     if isinstance(answer, str):
+        if _RATE_LIMIT_TEXT.search(answer):
+            return RateLimited(answer, event=event, raw=raw)
         return ServerError(answer or "empty error string", event=event, raw=raw)
     if not isinstance(answer, Mapping):
         return None
@@ -198,7 +202,38 @@ def _error_from(answer: Any, event: str) -> Optional[ServerError]:
         message = "; ".join(str(m) for m in message)
     if code is None:
         code = answer.get("code", inner.get("code", inner.get("statusCode")))
+    retry_after = _retry_after(answer)
+    if retry_after is None and inner:
+        retry_after = _retry_after(inner)
+    if (_status_code(code) == RATE_LIMIT_STATUS or retry_after is not None
+            or _RATE_LIMIT_TEXT.search(str(message))):
+        return RateLimited(str(message), retry_after=retry_after, code=code, event=event,
+                           raw=raw)
     return ServerError(str(message), code=code, event=event, raw=raw)
+
+
+#: The HTTP status of a rate-limit refusal ("Too Many Requests"), as code or statusCode.
+RATE_LIMIT_STATUS = 429
+#: Fields that may carry a retry hint, and the factor to seconds.
+RETRY_AFTER_FIELDS = (("retryAfter", 1.0), ("retry_after", 1.0), ("retry-after", 1.0),
+                      ("retryAfterMs", 0.001))
+_RATE_LIMIT_TEXT = re.compile(r"too many requests|rate[ _-]?limit", re.IGNORECASE)
+
+
+def _retry_after(answer: Mapping[str, Any]) -> Optional[float]:
+    """The retry hint of a refusal in seconds, if it has a usable one."""
+    for field, scale in RETRY_AFTER_FIELDS:
+        value = answer.get(field)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                continue
+        if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+            return float(value) * scale
+    return None
 
 
 def _is_success(answer: Any) -> bool:
