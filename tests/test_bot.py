@@ -139,10 +139,11 @@ def test_secrets_never_logged_even_at_debug(emulator, caplog):
 def test_server_error_ack_raises_and_connection_stays_up(emulator, bot):
     bot.listen("r")
     emulator.set_ack("external/send", "error",
-                     error={"status": "error", "statusCode": 429, "message": "Too many"})
+                     error={"status": "error", "statusCode": 403, "message": "Forbidden"})
+    # (429 is a rate-limit refusal, retried within the deadline: tests/test_rate_limit.py)
     with pytest.raises(ServerError) as info:
         bot.send("r", "x")
-    assert (info.value.code, info.value.message, info.value.event) == (429, "Too many",
+    assert (info.value.code, info.value.message, info.value.event) == (403, "Forbidden",
                                                                        "external/send")
     emulator.set_ack("external/send", "normal")
     bot.send("r", "y")
