@@ -139,11 +139,10 @@ def test_secrets_never_logged_even_at_debug(emulator, caplog):
 def test_server_error_ack_raises_and_connection_stays_up(emulator, bot):
     bot.listen("r")
     emulator.set_ack("external/send", "error",
-                     error={"status": "error", "statusCode": 403, "message": "Forbidden"})
-    # (429 is a rate-limit refusal, retried within the deadline: tests/test_rate_limit.py)
-    with pytest.raises(ServerError) as info:
+                     error={"status": "error", "statusCode": 503, "message": "Unavailable"})
+    with pytest.raises(ServerError) as info:  # (429, a rate limit, is retried: test_rate_limit)
         bot.send("r", "x")
-    assert (info.value.code, info.value.message, info.value.event) == (403, "Forbidden",
+    assert (info.value.code, info.value.message, info.value.event) == (503, "Unavailable",
                                                                        "external/send")
     emulator.set_ack("external/send", "normal")
     bot.send("r", "y")

@@ -53,6 +53,7 @@ def test_when_the_deadline_runs_out_the_error_says_not_posted(emulator):
             bot.send("r", "second", timeout=0.5)
     assert info.value.retry_after is not None
     assert info.value.retry_after > 0.5
+    assert info.value.message == "Too Many Requests"  # the server's own text is kept
     assert [s.text for s in emulator.sent] == ["first"]
 
 

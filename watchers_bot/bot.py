@@ -866,8 +866,9 @@ class Bot:
                 if pause >= remaining:
                     told = "no retry hint" if hint is None else f"retry after {hint:g}s"
                     raise RateLimited(
-                        f"not posted: the server refused it for its rate limit ({told}) and "
-                        f"the {wait:g}s timeout runs out first: {refused.message}",
+                        refused.message,
+                        note=f"not posted: the server refused it for its rate limit ({told}) "
+                        f"and the {wait:g}s timeout runs out first",
                         retry_after=hint, code=refused.code, event=refused.event,
                         raw=refused.raw,
                     ) from refused

@@ -74,9 +74,11 @@ class RateLimited(ServerError):
     """
 
     def __init__(self, message: str, *, retry_after: Optional[float] = None,
-                 **kwargs: Any) -> None:
+                 note: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        if note:  # what the client did about it; ``message`` stays the server's text
+            self.args = (f"{note}: {self.args[0]}",)
 
 
 class AckTimeout(WatchersError, TimeoutError):
