@@ -37,7 +37,7 @@ def test_user_code_errors_print_their_tracebacks_with_no_logging_configured():
     for boom in ("boom-in-handler hello", "boom-in-callback",
                  "boom-in-listener idle->connecting"):
         assert f"RuntimeError: {boom}" in err, err
-    assert "the message handler raised on Message(room_id='room-1'" in err
+    assert "handler user_code.<locals>.handler raised on message 1 in room 'room-1'" in err
     assert err.count("Traceback (most recent call last):") >= 3
     # What is routine stays out of a plain script's stderr.
     assert "connected to" not in err
@@ -46,7 +46,7 @@ def test_user_code_errors_print_their_tracebacks_with_no_logging_configured():
 def test_a_flask_handler_error_prints_its_traceback_with_no_logging_configured():
     pytest.importorskip("flask", reason="the flask extra: pip install -e '.[flask]'")
     err = run("none", "flask")
-    assert "the message handler raised on Message(room_id='room-1'" in err, err
+    assert "shout (Flask app 'logging_user') raised on message 1 in room 'room-1'" in err, err
     assert "RuntimeError: boom-in-flask-handler hello" in err
 
 
@@ -82,7 +82,7 @@ def test_a_django_runbot_handler_error_prints_its_traceback_with_no_logging_conf
 
 def test_user_code_errors_go_to_the_apps_handler_when_it_configured_logging():
     err = run("app", "user-code")
-    assert "APP ERROR watchers_bot: the message handler raised on" in err, err
+    assert "APP ERROR watchers_bot.handler: handler user_code.<locals>.handler raised" in err, err
     assert "RuntimeError: boom-in-handler hello" in err
     assert "APP ERROR watchers_bot: a callback raised" in err
     assert "RuntimeError: boom-in-callback" in err

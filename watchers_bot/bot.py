@@ -319,18 +319,19 @@ class Bot:
         """
         env = os.environ if environ is None else environ
         kwargs: Dict[str, Any] = {}
-        blank = []
+        blank: Dict[str, str] = {}
         for name, var in _ENV.items():
             value = env.get(var)
             if value is not None and value.strip():
                 kwargs[name] = value.strip()
             elif value is not None:
-                blank.append(name)
+                blank[name] = value
         kwargs.update(overrides)
         for name in ("token", "api_key"):
             if kwargs.get(name) is None and name in blank:
+                how = " (only whitespace)" if blank[name] else ""
                 raise ConfigError(
-                    f"{_ENV[name]} is set but empty (only whitespace): export its value "
+                    f"{_ENV[name]} is set but empty{how}: export its value "
                     f"(or pass {name}=) to configure the bot"
                 )
         for name in ("token", "api_key"):

@@ -26,7 +26,7 @@ from .errors import AckTimeout, ConnectionLost
 from .inbox import CLOSED
 from .models import Message
 from .router import Router
-from .routing import Context, invoke, takes_context
+from .routing import Context, invoke, name_of, takes_context
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -56,10 +56,6 @@ class _Running:
         self.thread = thread
 
 
-def _name_of(handler: Callable[..., Any]) -> str:
-    return str(getattr(handler, "__qualname__", type(handler).__name__))
-
-
 class RoomPool:
     """The dispatcher and workers behind :meth:`Bot.run` and :meth:`Bot.run_in_thread`."""
 
@@ -77,7 +73,7 @@ class RoomPool:
         self._bot = bot
         self._handler = handler
         self._wants_context = takes_context(handler)
-        self._handler_name = _name_of(handler)
+        self._handler_name = name_of(handler)
         self.workers = workers
         self.backlog_limit = backlog
         self.overflow = overflow

@@ -55,6 +55,11 @@ class Context:
         return self.bot.reply(self.message, text, timeout=timeout)
 
 
+def name_of(handler: Callable[..., Any]) -> str:
+    """The name error reports give ``handler``: its qualified name, else its type's."""
+    return str(getattr(handler, "__qualname__", type(handler).__name__))
+
+
 def takes_context(handler: Callable[..., Any]) -> bool:
     """Whether ``handler`` accepts a second positional argument (the :class:`Context`)."""
     own = getattr(handler, "takes_context", None)

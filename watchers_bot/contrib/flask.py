@@ -65,7 +65,7 @@ from ..bot import Bot
 from ..errors import ConfigError, WatchersError
 from ..handler import HandlerThread
 from ..models import Message
-from ..routing import Context, invoke
+from ..routing import Context, invoke, name_of
 from . import error_status, parse_rooms
 from ._process import BotSlot, Terminated, connect_and_listen, sigterm_raises
 
@@ -197,9 +197,15 @@ class _AppState:
                     self.start_error = "could not start; see the log"
                 return
             if handlers and rooms and not stop.is_set():
+                def dispatch(msg: Message, ctx: Context) -> None:
+                    self.dispatch(msg, ctx)
+
+                # The pool's error reports name this function: name the user's handlers.
+                names = ", ".join(name_of(h) for h in self.ext._handlers)
+                dispatch.__qualname__ = f"{names} (Flask app {self.app.name!r})"
                 try:
                     self.handler = bot.run_in_thread(
-                        self.dispatch, name=f"watchers-handler-{self.app.name}")
+                        dispatch, name=f"watchers-handler-{self.app.name}")
                 except Exception as exc:  # closed meanwhile
                     log.debug("handler thread not started: %s", exc)
 
