@@ -56,6 +56,7 @@ from .errors import (
 )
 from .models import Message
 from .regions import DEFAULT_REGION, resolve_url
+from .sharding import Shard
 
 __all__ = ["main"]
 
@@ -112,6 +113,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -255,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--pretty", action="store_true", default=False,
         help="one readable line per message (time, room, user: text) instead of JSON",
+    )
+    listen.add_argument(
+        "--shard", metavar="I/N", type=_shard, default=None,
+        help="listen only to the given rooms that belong to shard I of N (stable crc32 of "
+        "the room id; run N listeners with 0/N .. N-1/N to split the rooms)",
     )
     _add_credentials(listen)
 
@@ -435,9 +448,13 @@ def _tls_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
+    own = args.rooms if args.shard is None else args.shard.select(args.rooms)
+    if not own:
+        print(f"{PROG} listen: none of the rooms belongs to shard {args.shard}", file=sys.stderr)
+        return EXIT_USAGE
     with _bot_from_args(args, secrets_) as bot:
-        bot.listen(*args.rooms)
-        rooms = ", ".join(args.rooms)
+        bot.listen(*own)
+        rooms = ", ".join(own)
         _status(args, f"listening to {rooms} on {bot.url} (Ctrl-C to stop)")
         for count, msg in enumerate(bot.messages(timeout=args.timeout), 1):
             if args.pretty:

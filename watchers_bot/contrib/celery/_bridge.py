@@ -1,0 +1,250 @@
+"""The bridge: listeners claim messages into per-room lanes; Celery tasks drain the lanes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+
+from ... import protocol
+from ...bot import Bot
+from ...errors import ReceiveTimeout
+from ...routing import Context, invoke
+from ...sharding import Shard
+from ._lanes import Lanes
+
+__all__ = ["TASK_NAME", "Bridge"]
+
+log = logging.getLogger("watchers_bot.celery")
+
+#: The name of the Celery task that drains a room's lane.
+TASK_NAME = "watchers_bot.drain_room"
+
+
+class Bridge:
+    """Run a handler (or a ``Router``) on Celery workers, each room in order, replies once.
+
+    Create it in the module both the listener and the workers import::
+
+        app = Celery("bot", broker="redis://localhost:6379/0")
+        bridge = Bridge(app, handler)
+
+    Settings come from keyword arguments, else the Celery configuration
+    (``watchers_redis_url``, ``watchers_bot`` — a dict of :class:`~watchers_bot.Bot`
+    arguments — ``watchers_lock_ttl``...), else ``broker_url`` for Redis and
+    :meth:`Bot.from_env` for the bot.
+
+    ``lock_ttl`` (seconds) must exceed the longest a handler plus its reply can take: a
+    worker that holds a room longer loses it to another, and the room's order with it.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        handler: Callable[..., Optional[str]],
+        *,
+        redis_url: Optional[str] = None,
+        bot_factory: Optional[Callable[[], Bot]] = None,
+        prefix: Optional[str] = None,
+        lock_ttl: Optional[float] = None,
+        claim_ttl: Optional[float] = None,
+        reply_ttl: Optional[float] = None,
+        queue: Optional[str] = None,
+    ) -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        conf = app.conf
+        self.app = app
+        self.handler = handler
+        self.redis_url = str(redis_url or conf.get("watchers_redis_url") or conf.broker_url)
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "redis_url must be a redis:// URL (pass redis_url= or set watchers_redis_url "
+                f"when the broker is not Redis), got scheme of {self.redis_url.split(':')[0]!r}"
+            )
+        self.prefix = prefix or conf.get("watchers_prefix") or "watchers"
+        self.lock_ttl = float(lock_ttl or conf.get("watchers_lock_ttl") or 60.0)
+        self.claim_ttl = float(claim_ttl or conf.get("watchers_claim_ttl") or 86400.0)
+        self.reply_ttl = float(reply_ttl or conf.get("watchers_reply_ttl") or 86400.0)
+        self.queue = queue or conf.get("watchers_queue")
+        self._bot_factory = bot_factory
+        self._lanes: Optional[Lanes] = None
+        self._lanes_pid = 0
+        self._bot: Optional[Bot] = None
+        self._bot_pid = 0
+        self._bot_lock = threading.Lock()
+        self.task = app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True,
+                             ignore_result=True)(self._drain_task)
+        from celery import signals
+
+        signals.worker_process_shutdown.connect(self._close_bot, weak=False)
+
+    # ------------------------------------------------------------------ per process
+
+    @property
+    def lanes(self) -> Lanes:
+        """This process's Redis operations (made again in a forked child)."""
+        if self._lanes is None or self._lanes_pid != os.getpid():
+            import redis
+
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=30,
+                                          socket_connect_timeout=10)
+            self._lanes = Lanes(client, prefix=self.prefix, claim_ttl=self.claim_ttl,
+                                reply_ttl=self.reply_ttl, lock_ttl=self.lock_ttl)
+            self._lanes_pid = os.getpid()
+        return self._lanes
+
+    def bot(self) -> Bot:
+        """This worker process's bot, created on first use and reused by every task.
+
+        A bot inherited through ``fork()`` is never used (the library abandons it in the
+        child); each prefork child makes its own.
+        """
+        with self._bot_lock:
+            if self._bot is None or self._bot_pid != os.getpid() or self._bot.closed:
+                self._bot = self._make_bot()
+                self._bot_pid = os.getpid()
+            return self._bot
+
+    def _make_bot(self) -> Bot:
+        if self._bot_factory is not None:
+            return self._bot_factory()
+        options = self.app.conf.get("watchers_bot")
+        if options:
+            return Bot(**dict(options))
+        return Bot.from_env()
+
+    def _close_bot(self, **_: Any) -> None:
+        bot = self._bot
+        if bot is not None and self._bot_pid == os.getpid():
+            bot.close()
+
+    # ------------------------------------------------------------------ listener
+
+    def forward(self, payload: Mapping[str, Any], project: Optional[str], room_id: str,
+                message_id: Any) -> bool:
+        """Claim a received message and hand it to the workers; ``False`` for a duplicate."""
+        won, room_key = self.lanes.claim_push(payload, project, room_id, message_id)
+        if won:
+            self._kick(room_key, dict(payload))
+        return won
+
+    def _kick(self, room_key: str, payload: Optional[Dict[str, Any]] = None) -> None:
+        options: Dict[str, Any] = {}
+        if self.queue:
+            options["queue"] = self.queue
+        self.task.apply_async(args=(room_key, payload), **options)
+
+    def sweep(self) -> int:
+        """Send a drain task for every lane with messages and no worker on it; how many."""
+        rooms = self.lanes.unlocked_backlogs()
+        for room in rooms:
+            self._kick(room)
+        return len(rooms)
+
+    def listen(
+        self,
+        bot: Bot,
+        rooms: Iterable[str],
+        *,
+        shard: Optional[Shard] = None,
+        stop: Optional[threading.Event] = None,
+        sweep_interval: float = 5.0,
+        idle_timeout: Optional[float] = None,
+    ) -> int:
+        """Listen to ``rooms`` (those of ``shard``) and forward each message; blocks.
+
+        Returns the number of messages forwarded when ``stop`` is set or no message came for
+        ``idle_timeout`` seconds. Every ``sweep_interval`` seconds it also re-sends work for
+        lanes no worker holds (a worker died, or a listener died between claim and send).
+        """
+        chosen = list(rooms) if shard is None else shard.select(rooms)
+        if not chosen:
+            raise ValueError(f"no room of {list(rooms)!r} belongs to shard {shard}")
+        bot.listen(*chosen)
+        forwarded = 0
+        last_sweep = time.monotonic()
+        last_message = time.monotonic()
+        while stop is None or not stop.is_set():
+            now = time.monotonic()
+            if now - last_sweep >= sweep_interval:
+                self.sweep()
+                last_sweep = now
+            if idle_timeout is not None and now - last_message >= idle_timeout:
+                break
+            try:
+                msg = bot.receive(timeout=min(sweep_interval, 0.5))
+            except ReceiveTimeout:
+                continue
+            last_message = time.monotonic()
+            if self.forward(msg.raw, msg.project, msg.room_id, msg.id):
+                forwarded += 1
+        return forwarded
+
+    # ------------------------------------------------------------------ worker
+
+    def _drain_task(self, room_key: str, payload: Optional[Dict[str, Any]] = None) -> int:
+        # ``payload`` is the message that caused this task (plain JSON, for logs and
+        # inspection); the lane in Redis is the source of truth and of order.
+        return self.drain(room_key)
+
+    def drain(self, room_key: str) -> int:
+        """Handle the room's waiting messages in order, if no other worker is; how many."""
+        lanes = self.lanes
+        handled = 0
+        while True:
+            token = uuid.uuid4().hex
+            if not lanes.acquire(room_key, token):
+                return handled  # its holder drains it, and re-checks after releasing
+            try:
+                while True:
+                    entry = lanes.head(room_key)
+                    if entry is None:
+                        break
+                    if not lanes.refresh(room_key, token):
+                        log.warning("lost the lock of room %s (a handler outlived lock_ttl)",
+                                    room_key)
+                        return handled
+                    self._handle(room_key, entry["payload"], float(entry["at"]))
+                    if not lanes.pop(room_key, token):
+                        log.warning("lost the lock of room %s while handling", room_key)
+                        return handled
+                    handled += 1
+            finally:
+                more = lanes.release(room_key, token)
+            if not more:
+                return handled
+
+    def _handle(self, room_key: str, payload: Mapping[str, Any], received_at: float) -> None:
+        lanes = self.lanes
+        try:
+            message = protocol.parse_message(dict(payload))
+        except protocol.MalformedPayload as exc:
+            lanes.count("malformed")
+            log.error("dropped a malformed message of room %s: %s", room_key, exc)
+            return
+        lanes.count("lag_sum_ms", int(max(0.0, time.time() - received_at) * 1000))
+        bot = self.bot()
+        started = time.perf_counter()
+        try:
+            reply = invoke(self.handler, message, Context(bot=bot, message=message))
+        except Exception:
+            lanes.count("handler_errors")
+            log.exception("the handler failed on message %s of room %s", message.id, room_key)
+            return
+        finally:
+            lanes.observe_handler(time.perf_counter() - started)
+        lanes.count("handled")
+        if reply is None:
+            return
+        if lanes.was_replied(room_key, message.id):
+            lanes.count("replies_suppressed")
+            return
+        # If this raises (link lost, ack timeout) the message stays at the lane's head and
+        # is handled again: the reply may then be posted twice (its first fate was unknown).
+        bot.send(message.room_id, reply)
+        lanes.mark_replied(room_key, message.id)
+        lanes.count("replies")
