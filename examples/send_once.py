@@ -20,18 +20,34 @@ from watchers_bot import Bot, WatchersError
 PROG = "send_once"
 
 
+def seconds(text):
+    """A --timeout value: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog=PROG, description="Send one message to a room.")
     parser.add_argument("room", help="the room id")
     parser.add_argument("text", help="the message")
-    parser.add_argument("--timeout", type=float, default=10.0,
+    parser.add_argument("--timeout", type=seconds, default=10.0,
                         help="seconds to connect, and to wait for the acknowledgement "
                              "(default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         with Bot.from_env(connect_timeout=args.timeout, ack_timeout=args.timeout,
                           reconnect=False) as bot:
-            bot.send(args.room, args.text)
+            try:
+                bot.send(args.room, args.text)
+            except ValueError as exc:
+                # Bad ROOM or TEXT is a usage error: exit 2 as argparse does;
+                # nothing went on the wire.
+                parser.error(str(exc))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

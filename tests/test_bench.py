@@ -60,3 +60,14 @@ def test_cli_rejects_unknown_options(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--no-such-option"])
     assert "usage" in capsys.readouterr().err
+
+
+def test_the_handler_pool_bench_runs_its_smallest_configuration():
+    from bench import handlers
+
+    lines = []
+    result = handlers.run("smoke", log=lines.append)
+    assert set(result["slow"]) == {"1", "2"}
+    assert result["noop"]["pool4_msg_s"] > 0
+    assert result["noop_live"]["bare_msg_s"] > 0
+    assert any("ratio" in line for line in lines)

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
+from helpers import wait_until
 
 from watchers_bot import __version__
 from watchers_bot.cli import main
@@ -375,6 +376,67 @@ def test_listen_skips_the_bots_own_messages(
     assert texts == ["from a human"]
 
 
+def test_listen_include_own_prints_the_bots_own_messages(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    posts = [("r", "from myself", {"user_id": BOT_ID}), ("r", "from a human", {})]
+    with Poster(emu, posts):
+        assert main(["-q", "listen", "r", "--include-own", "--count", "2",
+                     "--timeout", str(WAIT)]) == 0
+    texts = [json.loads(line)["message"]["text"] for line in capsys.readouterr().out.splitlines()]
+    assert texts == ["from myself", "from a human"]
+
+
+def test_listen_says_when_the_link_is_back_after_it_was_lost(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out: List[str] = []
+    err: List[str] = []
+
+    def read() -> str:
+        captured = capsys.readouterr()
+        out.append(captured.out)
+        err.append(captured.err)
+        return "".join(out)
+
+    def human() -> None:
+        emu.wait_for_listeners("r", 1, timeout=WAIT)
+        emu.post("r", "before")
+        # Cut the TCP link once "before" is printed (a cut drops what is still
+        # in flight): the bot reconnects and listens again.
+        wait_until(lambda: "before" in read(), WAIT, "the first message")
+        emu.drop()
+        # The emulator counts the listener before its ack reaches the bot, so a
+        # message posted then could end the run before the bot is connected again.
+        wait_until(lambda: "link back" in read() or "link back" in "".join(err), WAIT,
+                   "the link-back line")
+        emu.post("r", "after")
+
+    poster = threading.Thread(target=human, daemon=True)
+    poster.start()
+    assert main(["listen", "r", "--count", "2", "--timeout", str(WAIT)]) == 0
+    poster.join(WAIT)
+    assert not poster.is_alive()
+    texts = [json.loads(line)["message"]["text"] for line in read().splitlines()]
+    assert texts == ["before", "after"]
+    lines = "".join(err).splitlines()
+    lost = [i for i, line in enumerate(lines) if "lost" in line]
+    back = [i for i, line in enumerate(lines)
+            if line == f"watchers-bot: link back: listening to r again on {emu.url}"]
+    assert len(lost) == 1, lines
+    assert len(back) == 1, lines
+    assert lost[0] < back[0], lines
+
+
+def test_listen_help_names_include_own_and_its_default(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["listen", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--include-own" in out
+    assert "WATCHERS_BOT_ID" in out
+
+
 def test_verbose_logs_never_show_secrets(
     emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -420,6 +482,20 @@ def test_send_refused_api_key_is_one_line_without_the_key(
     assert wrong_key not in line
     assert TOKEN not in line
     assert emu.sent == []
+
+
+def test_send_timeout_bounds_the_whole_command_while_the_server_is_down(
+    emu: Emulator, creds: Dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = emu.url
+    emu.stop()  # nothing listens on the port any more
+    monkeypatch.setenv("WATCHERS_URL", url)
+    start = time.monotonic()
+    assert main(["send", "room-1", "hi", "--timeout", "2", "--connect-timeout", "30"]) == 1
+    took = time.monotonic() - start
+    assert took < 2 + 1.5, f"send --timeout 2 took {took:.1f}s"
+    _assert_one_error_line(capsys.readouterr().err, "2s", "nothing was sent", "refused")
 
 
 # --------------------------------------------------------------------------- errors

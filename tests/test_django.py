@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,20 @@ def test_a_send_without_bot_id_names_the_setting(integration, emulator):
     with override_settings(WATCHERS=watchers_for(emulator, BOT_ID=None)), \
             pytest.raises(ImproperlyConfigured, match=r"WATCHERS\['BOT_ID'\]"):
         integration.send("room-1", "x")
+
+
+def test_send_honours_its_timeout_while_the_server_is_down(integration, emulator):
+    from watchers_bot import ConnectFailed
+
+    url = emulator.url
+    emulator.stop()
+    options = {**FAST, "connect_timeout": 30.0}
+    with override_settings(WATCHERS=watchers_for(emulator, URL=url, ROOMS=[], OPTIONS=options)):
+        start = time.monotonic()
+        with pytest.raises(ConnectFailed, match="nothing was sent"):
+            integration.send("room-1", "x", timeout=1)
+        took = time.monotonic() - start
+    assert took < 1 + 1.5, f"send(timeout=1) took {took:.1f}s"
 
 
 def test_get_bot_is_one_bot_for_all_threads(integration, emulator):
@@ -264,4 +279,17 @@ def test_runbot_configuration_errors_are_one_line(emulator, args, env, message):
     code, _out, err = finish(runbot(emulator, *args, **env))
     assert code == 1
     assert message in err
+    assert "Traceback" not in err
+
+
+def test_runbot_takes_a_router(emulator):
+    proc = runbot(emulator, "--handler", "example_project.handlers.router")
+    try:
+        emulator.wait_for_listeners("room-1", timeout=PROC_TIMEOUT)
+        emulator.post("room-1", "not a command")
+        emulator.post("room-1", "/echo routed words")
+        assert [s.text for s in emulator.wait_for_sent(1, timeout=10)] == ["routed words"]
+    finally:
+        code, _out, err = finish(proc, signal.SIGTERM)
+    assert code == 0, err
     assert "Traceback" not in err

@@ -35,7 +35,7 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    pages = ["index", "api", "errors", "cli", "guide/notebooks", "guide/scripts",
+    pages = ["index", "api", "errors", "logging", "cli", "guide/notebooks", "guide/scripts",
              "guide/flask", "guide/django", "guide/testing", "guide/tls-proxy"]
     for page in pages:
         assert (out / f"{page}.html").is_file(), page

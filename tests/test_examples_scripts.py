@@ -197,7 +197,7 @@ def _free_port():
 
 
 @pytest.mark.parametrize("case", ["refused token", "server error", "no token",
-                                  "unreachable", "empty text"])
+                                  "unreachable"])
 def test_send_once_fails_with_one_line(watchers_emulator, watchers_env, script, case):
     args, env = ["room-1", "hi"], {}
     if case == "refused token":
@@ -213,9 +213,6 @@ def test_send_once_fails_with_one_line(watchers_emulator, watchers_env, script, 
         env["WATCHERS_URL"] = f"http://127.0.0.1:{_free_port()}"
         args = ["--timeout", "1", *args]
         expected = "connect"
-    else:
-        args = ["room-1", ""]
-        expected = "empty"
     code, out, err = run(script, "send_once.py", *args, env=env)
     assert code == 1, err
     assert out == []
@@ -231,3 +228,22 @@ def test_send_once_usage_error(script):
     code, _, err = run(script, "send_once.py", "only-a-room")
     assert code == 2
     assert "usage: send_once" in err
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_send_once_bad_timeout_is_a_usage_error(script, timeout):
+    code, out, err = run(script, "send_once.py", "--timeout", timeout, "room-1", "hi")
+    assert code == 2, err
+    assert out == []
+    assert "usage: send_once" in err
+    assert "--timeout" in err
+
+
+def test_send_once_bad_text_is_a_usage_error(watchers_emulator, watchers_env, script):
+    # README: exit code 2 for bad arguments; an empty TEXT is one.
+    code, out, err = run(script, "send_once.py", "room-1", "")
+    assert code == 2, err
+    assert out == []
+    assert "usage: send_once" in err
+    assert "empty" in err
+    assert watchers_emulator.sent == []

@@ -241,6 +241,44 @@ def test_unreachable_server_is_503(example, emulator, clean_env):
         example.watchers.close(app)
 
 
+def test_send_helper_honours_its_timeout_while_the_server_is_down(example, emulator, clean_env):
+    from watchers_bot import ConnectFailed
+
+    url = emulator.url
+    emulator.stop()
+    app = example.create_app(config_for(emulator, WATCHERS_URL=url, WATCHERS_ROOMS=[],
+                                        WATCHERS_OPTIONS={**FAST, "connect_timeout": 30.0}))
+    try:
+        with app.app_context():
+            start = time.monotonic()
+            with pytest.raises(ConnectFailed, match="nothing was sent"):
+                example.watchers.send("room-1", "x", timeout=1)
+            took = time.monotonic() - start
+        assert took < 1 + 1.5, f"send(timeout=1) took {took:.1f}s"
+    finally:
+        example.watchers.close(app)
+
+
+def test_health_view_is_503_when_the_server_refuses_the_rooms(make_app, emulator):
+    # A wrong API key: the link is up, but the server refuses every listen (401).
+    client = make_app(WATCHERS_API_KEY="wrong-key").test_client()
+    client.get("/health")  # the first request starts the bot
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        response = client.get("/health")
+        if response.get_json().get("refused"):
+            break
+        time.sleep(0.05)
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["state"] == "connected"  # connected, yet not healthy
+    assert body["ok"] is False
+    assert list(body["refused"]) == ["room-1"]
+    assert "401" in body["refused"]["room-1"]
+    assert "wrong-key" not in response.get_data(as_text=True)
+
+
 def test_missing_settings_name_the_key(example, clean_env):
     app = example.create_app({"WATCHERS_API_KEY": "k"})
     try:
@@ -459,3 +497,26 @@ def test_flask_watchers_run_handles_messages_and_stops_cleanly(emulator, sig, co
     assert proc.returncode == code, err
     assert "Traceback" not in err, err
     emulator.wait_for_clients(0, timeout=10)
+
+
+def test_a_router_is_a_flask_handler_and_its_returned_text_the_reply(emulator, clean_env):
+    from flask import Flask
+
+    from watchers_bot import Router
+
+    router = Router()
+    router.command("ping")(lambda msg, ctx: "pong " + ctx.args)
+    ext = WatchersBot()
+    ext.on_message(router)
+    app = Flask("routed")
+    app.config.update(config_for(emulator))
+    ext.init_app(app)
+    try:
+        assert ext.start(app)
+        emulator.wait_for_listeners("room-1", timeout=10)
+        emulator.post("room-1", "no command")
+        emulator.post("room-1", "/ping 7")
+        assert [s.text for s in emulator.wait_for_sent(1, timeout=10)] == ["pong 7"]
+        assert router.unmatched == 1
+    finally:
+        ext.close(app)

@@ -470,3 +470,29 @@ def test_js_client_bad_token_gets_connect_error(node: str, emu: Any) -> None:
     assert not _of(events, "connect")
     assert emu.sent == []
     assert emu.refused >= 1
+
+
+# --------------------------------------------------------------------------- text size (UTF-8)
+
+
+@pytest.mark.parametrize("char", ["ж", "中", "😀"], ids=["cyrillic", "cjk", "emoji"])
+def test_text_just_under_the_frame_limit_round_trips_through_node(
+    server: NodeServer, make_bot: Callable[..., Bot], char: str
+) -> None:
+    from watchers_bot import protocol
+
+    bot = make_bot(include_own=True)
+    bot.listen("room-1")
+    base = protocol.frame_bytes(protocol.EVENT_SEND,
+                                protocol.send_payload("room-1", API_KEY, BOT_ID, ""))
+    text = char * ((protocol.MAX_FRAME_BYTES - base) // len(char.encode("utf-8")))
+    assert len(text.encode("utf-8")) > 990_000
+    start = server.mark()
+    assert bot.send("room-1", text, timeout=10) is None  # npm socket.io took the frame
+    sent = server.wait_for(lambda e: e.get("event") == "send", start=start)
+    assert sent["text"] == text  # intact as Node read it
+    assert bot.receive(timeout=10).text == text  # and back, as Node wrote it
+    with pytest.raises(ValueError, match="too large"):
+        bot.send("room-1", text + char)  # refused before the wire: the link stays up
+    assert bot.connected
+    assert bot.send("room-1", "still here", timeout=5) is None

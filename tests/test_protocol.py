@@ -117,15 +117,44 @@ def test_check_text():
         p.check_text(b"bytes")
     with pytest.raises(ValueError, match="text"):
         p.check_text("   ")
-    # Fits: close to the limit in ASCII.
-    p.check_text("a" * (p.MAX_FRAME_BYTES - 1000))
-    with pytest.raises(ValueError, match="too large"):
-        p.check_text("a" * p.MAX_FRAME_BYTES)
-    # Non-ASCII is escaped by the JSON encoder (6 bytes a character) and measured as such.
-    text = "é" * 200_000
-    assert len(json.dumps(text)) > p.MAX_FRAME_BYTES
-    with pytest.raises(ValueError, match="too large"):
-        p.check_text(text)
+
+
+def _limit_text(char, fixed=("room", "key", "bot")):
+    """The longest run of ``char`` whose send frame fits, and its frame size."""
+    base = p.frame_bytes(p.EVENT_SEND, p.send_payload(*fixed, "x")) - 1
+    count = (p.MAX_FRAME_BYTES - base) // len(char.encode("utf-8"))
+    return char * count
+
+
+@pytest.mark.parametrize("char", ["a", "é", "ж", "中", "😀"])
+def test_check_send_measures_the_utf8_frame_exactly(char):
+    text = _limit_text(char)
+    payload = p.check_send("room", "key", "bot", text)  # just under: accepted
+    assert payload["text"] == text
+    assert p.frame_bytes(p.EVENT_SEND, payload) <= p.MAX_FRAME_BYTES
+    # One character more is over, and refused naming the text and the size.
+    with pytest.raises(ValueError, match=r"text is too large: its frame would be [\d,]+ bytes"):
+        p.check_send("room", "key", "bot", text + char)
+    # Non-ASCII travels as UTF-8, not as \\uXXXX escapes.
+    assert p.encode_json({"t": char}) == '{"t":"' + char + '"}'
+
+
+def test_half_a_million_accented_characters_fit():
+    # 1,000,000 bytes of UTF-8 with the payload around it is over; 500,000 "é" as
+    # escapes (3,000,000 bytes) was refused before.
+    p.check_send("room", "key", "bot", "é" * 499_000)
+
+
+def test_frame_bytes_is_the_size_of_the_frame_on_the_wire():
+    payload = p.send_payload("room-1", "key", "bot", "héllo 中文 😀")
+    body = json.dumps([p.EVENT_SEND, payload], separators=(",", ":"), ensure_ascii=False)
+    ack_id = "1234567890"  # the reserve: ten digits
+    assert p.frame_bytes(p.EVENT_SEND, payload) == len(("42" + ack_id + body).encode("utf-8"))
+
+
+def test_a_lone_surrogate_falls_back_to_escapes():
+    assert p.encode_json("\ud800x") == '"\\ud800x"'
+
 
 
 def test_describe_connect_error():

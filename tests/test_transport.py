@@ -120,7 +120,8 @@ def test_fast_path_is_on_for_the_installed_versions():
     for name in ("handlers", "callbacks", "_binary_packet", "packet_class", "logger",
                  "namespaces", "eio"):
         assert hasattr(client, name), name
-    assert client.packet_class.json is _transport._ENGINEIO_JSON
+    # Our packets' json: UTF-8 out (the fast path checks for it), engineio's safe loads in.
+    assert client.packet_class.json is _transport._WireJson
     for name in ("handlers", "logger", "queue", "queue_empty", "state", "ping_interval",
                  "ping_timeout", "current_transport", "write_loop_task"):
         assert hasattr(client.eio, name), name

@@ -20,6 +20,7 @@ from .errors import (
     ConfigError,
     ConnectFailed,
     ConnectionLost,
+    RateLimited,
     ReceiveTimeout,
     ServerError,
     WatchersError,
@@ -38,12 +39,18 @@ _LAZY = {
     "AckFuture": ".connection",
     "State": ".connection",
     "HandlerThread": ".handler",
+    "Router": ".router",
+    "Context": ".routing",
+    "SendRate": ".ratelimit",
 }
 
 if TYPE_CHECKING:
     from .bot import Bot, DuplicateBotWarning
     from .connection import AckFuture, State
     from .handler import HandlerThread
+    from .ratelimit import SendRate
+    from .router import Router
+    from .routing import Context
 
 
 def __getattr__(name: str) -> Any:
@@ -71,11 +78,15 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "ConnectionLost",
+    "Context",
     "DuplicateBotWarning",
     "HandlerThread",
     "Health",
     "Message",
+    "RateLimited",
     "ReceiveTimeout",
+    "Router",
+    "SendRate",
     "ServerError",
     "State",
     "Stats",

@@ -4,6 +4,12 @@ python-socketio and python-engineio log whole packets at INFO, and the
 CONNECT packet carries the bearer token while every request carries the API
 key.  The bot hands them loggers of its own with a redacting filter, and puts
 the same filter on websocket-client's logger, so that DEBUG logging is safe.
+
+No handler is installed on the ``watchers_bot`` logger (not even a
+NullHandler): while the application configures no logging at all, Python's
+``logging.lastResort`` prints WARNING and above to stderr, so that an error
+in user code run on the bot's threads is seen, as ``threading.excepthook``
+shows a thread that died.  Routine events log at INFO or DEBUG.
 """
 
 from __future__ import annotations
@@ -13,14 +19,11 @@ import os
 import re
 import threading
 from collections import Counter
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 __all__ = ["ENGINEIO_LOG", "LOG", "SOCKETIO_LOG", "forget_secrets", "redact", "register_secrets"]
 
 LOG = logging.getLogger("watchers_bot")
-LOG.addHandler(logging.NullHandler())
-SOCKETIO_LOG = logging.getLogger("watchers_bot.socketio")
-ENGINEIO_LOG = logging.getLogger("watchers_bot.engineio")
 
 _KEYS = r"(?:bearer|apiKey|api_key|apikey|token|authorization|password|secret)"
 # JSON ("apiKey":"x") and Python repr ('apiKey': 'x') forms.
@@ -90,17 +93,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-class _DemoteWarnings(logging.Filter):
-    """python-engineio warns on every closed link, even a normal close, and
-    python-socketio on an ack that comes after its link was given up (the bot
-    has already failed that request with ConnectionLost).  The bot reports
-    lost links itself, once, with what it does next; these pass on as INFO."""
+if TYPE_CHECKING:
+    _Adapter = logging.LoggerAdapter[logging.Logger]
+else:  # not subscriptable at run time before Python 3.11
+    _Adapter = logging.LoggerAdapter
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.WARNING:
-            record.levelno = logging.INFO
-            record.levelname = logging.getLevelName(logging.INFO)
-        return True
+
+class _DemotingLogger(_Adapter):
+    """The logger handed to python-socketio and python-engineio.
+
+    They warn on every closed link, even a normal close, and on an ack that
+    comes after its link was given up (the bot has already failed that
+    request with ConnectionLost).  The bot reports lost links itself, once,
+    with what it does next, so their warnings are logged as INFO.  The level
+    is decided here, before the logger checks it: a filter would relabel the
+    record only after it had passed a WARNING level check."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level == logging.WARNING:
+            level = logging.INFO
+        super().log(level, msg, *args, **kwargs)
 
 
 def _reset_lock_after_fork() -> None:
@@ -112,7 +124,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 _FILTER = RedactingFilter()
-for _logger in (LOG, SOCKETIO_LOG, ENGINEIO_LOG, logging.getLogger("websocket")):
-    _logger.addFilter(_FILTER)
-ENGINEIO_LOG.addFilter(_DemoteWarnings())
-SOCKETIO_LOG.addFilter(_DemoteWarnings())
+for _name in ("watchers_bot", "watchers_bot.socketio", "watchers_bot.engineio", "websocket"):
+    logging.getLogger(_name).addFilter(_FILTER)
+SOCKETIO_LOG = _DemotingLogger(logging.getLogger("watchers_bot.socketio"), {})
+ENGINEIO_LOG = _DemotingLogger(logging.getLogger("watchers_bot.engineio"), {})

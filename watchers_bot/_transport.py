@@ -47,6 +47,8 @@ import engineio
 import socketio
 import websocket
 
+from .protocol import encode_json
+
 __all__ = ["FAST_PATH", "INLINE_PACKET_TYPES", "SocketIOClient", "seam_available"]
 
 log = logging.getLogger("watchers_bot")
@@ -151,9 +153,30 @@ def _decode(text: str) -> Any:
 
 
 _DECODE: Any = _decode
-# What python-socketio's Packet.encode calls: json.dumps(data, separators=(",", ":")),
-# whose keyword arguments also build an encoder per call.
-_ENCODE: Any = json.JSONEncoder(separators=(",", ":")).encode
+# The wire's JSON (UTF-8, compact), built once: python-socketio's Packet.encode
+# would call json.dumps(data, separators=(",", ":")) with \uXXXX escapes.
+_ENCODE: Any = encode_json
+
+
+class _WireJson:
+    """The json module python-socketio's packets use on our clients: UTF-8 on
+    the wire, as the JavaScript client sends (see protocol.encode_json), and
+    python-engineio's own safe decoding."""
+
+    @staticmethod
+    def dumps(data: Any, *args: Any, **kwargs: Any) -> str:
+        return encode_json(data)  # Packet.encode passes only the compact separators
+
+    @staticmethod
+    def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+        codec = _ENGINEIO_JSON if _ENGINEIO_JSON is not None else json
+        return codec.loads(text, *args, **kwargs)
+
+
+class _WirePacket(socketio.packet.Packet):
+    # A subclass, not Client(json=...): that would set the json of every
+    # Packet in the process (the emulator's server included).
+    json = _WireJson
 # Values that can never be (or contain) binary data: a payload made only of
 # these needs none of python-socketio's recursive binary checks.
 _PLAIN = (str, int, float, bool, type(None))
@@ -516,6 +539,8 @@ class SocketIOClient(socketio.Client):
         # create_connection()'s documented class_ hook.
         options.setdefault("class_", _WebSocket)
         super().__init__(*args, websocket_extra_options=options, **kwargs)
+        if getattr(self, "packet_class", None) is socketio.packet.Packet:
+            self.packet_class: Any = _WirePacket
 
     def _engineio_client_class(self) -> type:
         return _InlineEngineIOClient
@@ -529,7 +554,7 @@ class SocketIOClient(socketio.Client):
             # recursive binary checks, Packet objects and log call.
             if (type(data) is dict and (namespace is None or namespace == "/")
                     and type(event) is str and "/" in self.namespaces
-                    and self.packet_class.json is _ENGINEIO_JSON
+                    and self.packet_class.json is _WireJson
                     and not self.logger.isEnabledFor(_INFO)):
                 for value in data.values():
                     if type(value) not in _PLAIN:
@@ -557,7 +582,7 @@ class SocketIOClient(socketio.Client):
                 if m is not None and not self.logger.isEnabledFor(_INFO):
                     codec = self.packet_class.json
                     try:
-                        if codec is _ENGINEIO_JSON:
+                        if codec is _WireJson or codec is _ENGINEIO_JSON:
                             args = _DECODE(data[m.end() - 1:])
                         else:
                             args = codec.loads(data[m.end() - 1:])

@@ -19,10 +19,12 @@ from urllib.parse import urlsplit
 from . import protocol
 from ._logging import forget_secrets, register_secrets
 from .connection import AckFuture, Connection, State
-from .errors import BotClosed, ConfigError, ReceiveTimeout
+from .errors import BotClosed, ConfigError, RateLimited, ReceiveTimeout, ServerError
 from .handler import HandlerThread
 from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
 from .models import Health, Message, Stats
+from .ratelimit import SendLimiter, SendRate
+from .ratelimit import send_rate as read_send_rate
 from .regions import DEFAULT_REGION, resolve_url
 
 __all__ = ["Bot", "DuplicateBotWarning"]
@@ -41,6 +43,13 @@ _ENV = {
 }
 
 _open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
+
+# How often Bot.run looks up from waiting (Ctrl-C lands between two looks).
+_RUN_POLL = 0.25
+# How long close() waits for handlers in flight.
+_CLOSE_HANDLER_WAIT = 5.0
+# How long a send waits after a rate-limit refusal that gave no retry hint.
+_RETRY_WITHOUT_HINT = 1.0
 
 
 @atexit.register
@@ -79,6 +88,24 @@ def _check_secret(value: Any, name: str, *, allow_callable: bool = False) -> Any
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
     return value
+
+
+def _check_ca_certs(value: Any) -> None:
+    # Fail here, naming the path, rather than on every connection attempt later.
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"ca_certs must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError("ca_certs must be a str path, not bytes")
+    if not os.path.exists(path):
+        raise ValueError(f"ca_certs {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise ValueError(f"ca_certs {path!r} is not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"ca_certs {path!r} cannot be read: {exc.strerror or exc}") from None
 
 
 def _check_id(value: Any, name: str) -> str:
@@ -130,8 +157,9 @@ def _is_insecure_remote(url: str) -> bool:
 
 
 class DuplicateBotWarning(RuntimeWarning):
-    """Another open bot in this process uses the same endpoint and credentials:
-    each message would be delivered to both (typically a notebook cell run twice)."""
+    """Another open bot in this process uses the same endpoint, credentials and
+    ``bot_id``: each message would be delivered to both (typically a notebook
+    cell run twice).  Bots with different ``bot_id`` are two bots on purpose."""
 
 
 class Bot:
@@ -172,12 +200,16 @@ class Bot:
     :param overflow: ``"drop_oldest"`` (default) or ``"drop_newest"``.
     :param include_own: also deliver messages whose sender is ``bot_id``.
     :param verify_ssl: verify TLS certificates (default).
-    :param ca_certs: path to a CA bundle to verify the server with.
+    :param ca_certs: path to a CA bundle to verify the server with; checked
+        (exists, readable) here, a ``ValueError`` names the path otherwise.
     :param allow_insecure: allow an unencrypted ``ws://``/``http://`` URL to a
         host other than the loopback (refused by default: the token would
         travel in clear).
     :param on_state_change: called as ``fn(old, new)`` on every change of
         :attr:`state`, on a thread of the bot's own (see :meth:`on_state_change`).
+    :param send_rate: a client-side limit on ``send()``: a number (sends per second
+        over all rooms) or a :class:`~watchers_bot.SendRate` (``total``, ``per_room``,
+        ``burst``).  A send waits for its turn within its timeout.
     """
 
     def __init__(
@@ -201,6 +233,7 @@ class Bot:
         ca_certs: Optional[str] = None,
         allow_insecure: bool = False,
         on_state_change: Optional[Callable[[str, str], object]] = None,
+        send_rate: Union[float, SendRate, None] = None,
     ) -> None:
         token = _check_secret(token, "token", allow_callable=True)
         self._api_key: str = _check_secret(api_key, "api_key")
@@ -211,8 +244,8 @@ class Bot:
                 f"url {self._url!r} is unencrypted and not on this machine: the token would "
                 "travel in clear; use wss:// (or pass allow_insecure=True)"
             )
-        if ca_certs is not None and not isinstance(ca_certs, (str, os.PathLike)):
-            raise TypeError(f"ca_certs must be a path, not {type(ca_certs).__name__}")
+        if ca_certs is not None:
+            _check_ca_certs(ca_certs)
         if on_state_change is not None and not callable(on_state_change):
             raise TypeError("on_state_change must be callable")
         self._connect_timeout = _seconds(connect_timeout, "connect_timeout")
@@ -265,6 +298,10 @@ class Bot:
         )
         self._last_message_at: Optional[float] = None
         self._duplicate_checked = False
+        self._warned_no_rooms = False
+        self._runners: "weakref.WeakSet[HandlerThread]" = weakref.WeakSet()
+        rate = read_send_rate(send_rate)
+        self._limiter = None if rate is None else SendLimiter(rate)
         if on_state_change is not None:
             self._conn.add_state_listener(on_state_change)
         _open_bots.add(self)
@@ -282,11 +319,21 @@ class Bot:
         """
         env = os.environ if environ is None else environ
         kwargs: Dict[str, Any] = {}
+        blank: Dict[str, str] = {}
         for name, var in _ENV.items():
             value = env.get(var)
             if value is not None and value.strip():
                 kwargs[name] = value.strip()
+            elif value is not None:
+                blank[name] = value
         kwargs.update(overrides)
+        for name in ("token", "api_key"):
+            if kwargs.get(name) is None and name in blank:
+                how = " (only whitespace)" if blank[name] else ""
+                raise ConfigError(
+                    f"{_ENV[name]} is set but empty{how}: export its value "
+                    f"(or pass {name}=) to configure the bot"
+                )
         for name in ("token", "api_key"):
             if kwargs.get(name) is None:
                 raise ConfigError(
@@ -333,10 +380,11 @@ class Bot:
     def stats(self) -> Stats:
         """A snapshot of the bot's counters."""
         conn = self._conn
+        backlog, pool_dropped = self._runner_counts()
         return Stats(
             received=self._received,
             delivered=self._inbox.delivered,
-            dropped=self._inbox.dropped,
+            dropped=self._inbox.dropped + pool_dropped,
             skipped_own=self._skipped_own,
             malformed=self._malformed,
             sent=conn.acked.get(protocol.EVENT_SEND, 0),
@@ -344,6 +392,7 @@ class Bot:
             reconnects=conn.reconnects,
             pending=conn.pending,
             queued=self._inbox.qsize(),
+            backlog=backlog,
         )
 
     def __repr__(self) -> str:
@@ -382,6 +431,7 @@ class Bot:
                 and other._url == self._url
                 and other._api_key == self._api_key
                 and other._token == self._token
+                and other._bot_id == self._bot_id
             ):
                 warnings.warn(
                     f"another open Bot in this process is connected to {self._url} with the "
@@ -408,6 +458,7 @@ class Bot:
             if unread:
                 log.warning("closed with %d unread message(s) in the inbox; counted as dropped",
                             unread)
+            self._stop_runners(_CLOSE_HANDLER_WAIT)
             self._conn.close()
             forget_secrets(self._secrets)
             if self._current_token is not None and self._current_token not in self._secrets:
@@ -427,6 +478,10 @@ class Bot:
     def _ack_wait(self, timeout: Any) -> float:
         return self._ack_timeout if timeout is None else _seconds(timeout, "timeout")
 
+    @staticmethod
+    def _left(end: float) -> float:
+        return max(end - time.monotonic(), 0.0)
+
     def _check_open(self) -> None:
         if self._closed:
             if self._inherited:
@@ -442,8 +497,11 @@ class Bot:
         token = self._token
         if callable(token):
             fresh = token()
-            if not isinstance(fresh, str) or not fresh.strip():
-                raise ValueError("the token callable must return a non-empty str")
+            if not isinstance(fresh, str):
+                raise TypeError(
+                    f"the token callable must return a str, not {type(fresh).__name__}")
+            if not fresh.strip():
+                raise ValueError("the token callable returned an empty str")
             if fresh != self._current_token:
                 register_secrets([fresh])
                 if self._current_token is not None:
@@ -459,7 +517,11 @@ class Bot:
 
         Rooms are remembered in :attr:`rooms` and listened to again after every
         reconnect.  Raises :class:`ServerError` (the first refusal, after every
-        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`.
+        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`, and
+        :class:`ConnectFailed` when no link came.  An explicit ``timeout`` is the
+        deadline of the whole call, the wait for a (re)connection included;
+        without one the link may take ``connect_timeout`` and each answer
+        ``ack_timeout``.
         """
         self._check_open()
         if not room_ids:
@@ -470,13 +532,17 @@ class Bot:
                 raise TypeError("room ids are passed one by one: use listen(*rooms)")
             rooms.append(_check_id(room, "room_id"))
         wait = self._ack_wait(timeout)
+        whole = timeout is not None
+        end = time.monotonic() + wait
         self._before_network()
-        futures = self._conn.listen(rooms, wait)
+        futures = self._conn.listen(rooms, wait, whole=whole)
         first_error: Optional[BaseException] = None
-        for _room, future in futures:
+        for room, future in futures:
             try:
-                self._conn.wait(future, wait)
+                self._conn.wait(future, self._left(end) if whole else wait)
             except Exception as exc:
+                if isinstance(exc, ServerError):
+                    self._conn.refuse_room(room, exc)
                 if first_error is None:
                     first_error = exc
         if first_error is not None:
@@ -511,6 +577,8 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        if timeout is None:
+            self._warn_if_waiting_for_nothing("receive")
         try:
             item = self._inbox.take(timeout)
         except queue.Empty:
@@ -528,7 +596,21 @@ class Bot:
         """
         self._check_open()
         timeout = _optional_seconds(timeout, "timeout")
+        if timeout is None:
+            self._warn_if_waiting_for_nothing("messages")
         return self._iterate(timeout)
+
+    def _warn_if_waiting_for_nothing(self, call: str) -> None:
+        # A wait without a timeout on a bot that listens to nothing never ends
+        # (until close()): say so once, instead of leaving the user staring.
+        if self._warned_no_rooms or self._conn.wanted or self._inbox.qsize():
+            return
+        self._warned_no_rooms = True
+        log.warning(
+            "%s() without a timeout on a bot that listens to no room: it waits until a "
+            "message comes, and none will; call bot.listen(room) first (or pass timeout=)",
+            call,
+        )
 
     def _iterate(self, timeout: Optional[float]) -> Iterator[Message]:
         take = self._inbox.take
@@ -551,21 +633,27 @@ class Bot:
                 "bot_id is required to send: pass bot_id= (or set WATCHERS_BOT_ID) "
                 "with the bot's id from the admin panel"
             )
-        fixed = len(room_id) + len(self._api_key) + len(self._bot_id)
-        protocol.check_text(text, fixed=fixed)
-        return protocol.send_payload(room_id, self._api_key, self._bot_id, text)
+        return protocol.check_send(room_id, self._api_key, self._bot_id, text)
 
     def send_async(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> AckFuture:
         """Send without waiting; returns a future of the server's acknowledgement.
 
-        The future fails with :class:`AckTimeout` after ``timeout`` (default
-        ``ack_timeout``).  Arguments are checked here, before anything is sent.
-        Blocks only while connecting (at most ``connect_timeout``).
+        Returns at once, always.  Arguments are checked here, before anything
+        is sent.  With no link, the request waits for one inside the future
+        (connecting in the background if nobody is) and goes out when it comes
+        up.  The future fails with :class:`ConnectFailed` ("nothing was sent")
+        if no link came in time, with :class:`AckTimeout` if the server did not
+        answer in time.  An explicit ``timeout`` bounds the whole request, the
+        wait for a link included; without one, the link may take
+        ``connect_timeout`` and the answer ``ack_timeout`` after it.  Raises at
+        once (not in the future) for bad arguments, a closed bot, or the error
+        a bot that gave up for good failed with.
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
         self._before_network()
-        return self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
+        return self._conn.request_async(protocol.EVENT_SEND, payload, protocol.read_send_ack,
+                                        wait, whole=timeout is not None)
 
     def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
         """Post ``text`` in a room as the bot; block until the server acknowledges it.
@@ -573,13 +661,18 @@ class Bot:
         Returns the server's answer (``None`` for the documented empty ack).
         Raises :class:`ServerError` if the server refused it; :class:`AckTimeout`
         or :class:`ConnectionLost` if the outcome is unknown; :class:`ConnectFailed`
-        if it could not be sent at all.
+        if it could not be sent at all.  An explicit ``timeout`` is the deadline
+        of the whole call, the wait for a (re)connection included; without one
+        the link may take ``connect_timeout`` and the answer ``ack_timeout``.
+        With ``send_rate`` the call first waits for its turn, and a rate-limit
+        refusal is retried after the server's hint; both within the deadline,
+        else :class:`RateLimited` (not posted).
         """
         payload = self._send_payload(room_id, text)
         wait = self._ack_wait(timeout)
+        whole = timeout is not None
         self._before_network()
-        future = self._conn.request(protocol.EVENT_SEND, payload, protocol.read_send_ack, wait)
-        return self._conn.wait(future, wait)
+        return self._send_within_limits(room_id, payload, wait, whole=whole)
 
     def reply(self, message: Message, text: str, *, timeout: Optional[float] = None) -> Any:
         """Send ``text`` in the room ``message`` came from."""
@@ -607,9 +700,10 @@ class Bot:
         conn = self._conn
         stats = self.stats
         error = conn.fatal or conn.last_error
+        backlog, oldest_wait = self._runner_backlog()
         return Health(
             state=self.state,
-            ok=conn.state is State.CONNECTED,
+            ok=conn.state is State.CONNECTED and conn.listening_to_all,
             url=self._url,
             rooms=self.rooms,
             last_message_at=self._last_message_at,
@@ -620,19 +714,166 @@ class Bot:
             queued=stats.queued,
             dropped=stats.dropped,
             last_error=None if error is None else f"{type(error).__name__}: {error}",
+            refused=conn.refused,
+            backlog=backlog,
+            oldest_wait=oldest_wait,
         )
 
-    def run_in_thread(
-        self, handler: Callable[[Message], object], *, name: str = "watchers-bot-handler"
-    ) -> HandlerThread:
-        """Call ``handler(message)`` for every message, on a new thread; returns its handle.
+    # ------------------------------------------------------------------ handlers
 
-        For web apps and other code that can't sit in a ``for`` loop.  A handler
-        that raises is logged and counted, never ends the loop; ``handle.stop()``
-        ends it, and so does closing the bot.  Use one consumer per bot: two
-        would share the messages between them.
+    def run_in_thread(
+        self,
+        handler: Callable[..., Any],
+        *,
+        workers: int = 1,
+        backlog: Optional[int] = None,
+        slow_after: Optional[float] = 30.0,
+        name: str = "watchers-bot-handler",
+    ) -> HandlerThread:
+        """Call ``handler`` for every message, on threads of their own; returns their handle.
+
+        ``handler(msg)`` or ``handler(msg, ctx)`` (see :class:`~watchers_bot.Context`), or a
+        :class:`~watchers_bot.Router`.  A returned string is sent as the reply in the
+        message's room.  Messages of one room are handled one at a time in server order;
+        different rooms at once on up to ``workers`` threads (``1``: one message at a time).
+
+        :param backlog: how many messages may wait for a handler (default: the bot's
+            ``max_queue``; ``0``: unbounded); beyond it the bot's ``overflow`` policy drops
+            one, counted in :attr:`stats` ``.dropped`` and logged.
+        :param slow_after: seconds after which a handler still running is reported once
+            (WARNING, with its room and the stack where it is); ``None`` turns it off.
+
+        A handler that raises is logged with its traceback and counted, never ends the
+        loop; ``handle.stop()`` ends it, and so does closing the bot.  Use one consumer per
+        bot: two would share the messages between them.
         """
         self._check_open()
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        return HandlerThread(self, handler, name)._start()
+        if isinstance(workers, bool) or not isinstance(workers, int):
+            raise TypeError(f"workers must be an int, not {type(workers).__name__}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if backlog is None:
+            backlog = self._inbox.maxsize
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
+        if backlog < 0:
+            raise ValueError("backlog must be >= 0 (0: unbounded)")
+        slow = _optional_seconds(slow_after, "slow_after")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        handle = HandlerThread(
+            self, handler, name, workers=workers, backlog=backlog,
+            overflow=self._inbox.overflow, slow_after=slow,
+        )
+        self._runners.add(handle)
+        return handle._start()
+
+    def run(
+        self,
+        handler: Callable[..., Any],
+        *,
+        workers: int = 1,
+        backlog: Optional[int] = None,
+        slow_after: Optional[float] = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        """Handle every message until the bot is closed or Ctrl-C; blocks.
+
+        Takes the arguments of :meth:`run_in_thread`.  Ctrl-C (or Jupyter's "interrupt
+        kernel") stops it cleanly: no new message is started, running handlers get up to
+        ``stop_timeout`` seconds to finish, messages not started go back to the inbox, and
+        ``run`` returns.  ``close()`` from another thread ends it the same way.  If the bot
+        gives up for good, ``run`` raises that error.
+        """
+        stop_timeout = _seconds(stop_timeout, "stop_timeout")
+        handle = self.run_in_thread(
+            handler, workers=workers, backlog=backlog, slow_after=slow_after
+        )
+        try:
+            while not handle._pool.done.wait(_RUN_POLL):
+                pass
+            handle.join(stop_timeout)
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping the handlers (up to %gs)", stop_timeout)
+            if not handle.stop(stop_timeout):
+                log.warning("handlers still running %gs after the interrupt; left running",
+                            stop_timeout)
+            return
+        if handle.error is not None:
+            raise handle.error
+
+    def _stop_runners(self, timeout: float) -> None:
+        # close(): the inbox is closed, so every dispatcher ends; wait for handlers in flight.
+        for handle in list(self._runners):
+            handle.stop(timeout)
+            if handle.running and not handle._pool.is_worker(threading.current_thread()):
+                log.warning("%r still running after close(); a handler does not return", handle)
+
+    def _runner_counts(self) -> Tuple[int, int]:
+        """(messages waiting for handlers, messages the handler pools dropped)."""
+        waiting = dropped = 0
+        for handle in list(self._runners):
+            waiting += handle._pool.waiting()
+            dropped += handle.dropped
+        return waiting, dropped
+
+    def _runner_backlog(self) -> Tuple[Dict[str, int], Optional[float]]:
+        rooms: Dict[str, int] = {}
+        oldest: Optional[float] = None
+        for handle in list(self._runners):
+            for room, count in handle.backlog().items():
+                rooms[room] = rooms.get(room, 0) + count
+            age = handle.oldest_wait()
+            if age is not None and (oldest is None or age > oldest):
+                oldest = age
+        return rooms, oldest
+
+    # ------------------------------------------------------------------ send rate limits
+
+    def _send_within_limits(
+        self, room_id: str, payload: Dict[str, str], wait: float, *, whole: bool
+    ) -> Any:
+        # The whole of it (turn in the limiter, retries after refusals) fits in ``wait``.
+        deadline = time.monotonic() + wait
+        limiter = self._limiter
+        while True:
+            if limiter is not None:
+                pause = limiter.reserve(room_id, deadline)
+                if pause is None:
+                    raise RateLimited(
+                        f"not posted: the client-side send_rate ({limiter.rate}) leaves no "
+                        f"turn in room {room_id!r} within the {wait:g}s timeout",
+                        event=protocol.EVENT_SEND,
+                    )
+                if pause > 0:
+                    time.sleep(pause)
+                    self._check_open()
+            remaining = deadline - time.monotonic()
+            future = self._conn.request(
+                protocol.EVENT_SEND, payload, protocol.read_send_ack, max(remaining, 1e-3),
+                whole=whole,
+            )
+            # An explicit timeout bounds the whole call; otherwise the link wait
+            # (connect_timeout) comes before the answer's own wait.
+            left = deadline - time.monotonic() if whole else remaining
+            try:
+                return self._conn.wait(future, max(left, 1e-3))
+            except RateLimited as refused:
+                hint = refused.retry_after
+                pause = _RETRY_WITHOUT_HINT if hint is None else hint
+                remaining = deadline - time.monotonic()
+                if pause >= remaining:
+                    told = "no retry hint" if hint is None else f"retry after {hint:g}s"
+                    raise RateLimited(
+                        refused.message,
+                        note=f"not posted: the server refused it for its rate limit ({told}) "
+                        f"and the {wait:g}s timeout runs out first",
+                        retry_after=hint, code=refused.code, event=refused.event,
+                        raw=refused.raw,
+                    ) from refused
+                log.info("send to %r refused for the rate limit; retrying in %.3gs",
+                         room_id, pause)
+                time.sleep(pause)
+                self._check_open()

@@ -6,6 +6,7 @@
     watchers-bot serve [--port 8765] ...        # run the emulator until Ctrl-C
     watchers-bot listen ROOM [ROOM ...]         # print messages as JSON lines
     watchers-bot send ROOM TEXT                 # post as the bot (TEXT "-" reads stdin)
+    watchers-bot post ROOM TEXT --as alice      # post as a human into a running emulator
     watchers-bot doctor [--room R] [--send T]   # check a configuration end to end
 
 ``listen``, ``send`` and ``doctor`` take their credentials from ``--token``, ``--api-key``,
@@ -215,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--messages", metavar="N", type=_positive_int, default=3,
         help="how many lines the human says (default 3)",
     )
+    demo.add_argument(
+        "--open", action="store_true", default=False,
+        help="open the playground page in a browser and keep the emulator and the echo bot "
+        "running until Ctrl-C (default: print the conversation and exit)",
+    )
 
     serve = commands.add_parser(
         "serve", parents=[common], help="run the Watchers bot-server emulator until Ctrl-C",
@@ -265,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one readable line per message (time, room, user: text) instead of JSON",
     )
     listen.add_argument(
+        "--include-own", action="store_true", default=False,
+        help="also print the bot's own messages (default: when the bot id is set, by "
+        "--bot-id or WATCHERS_BOT_ID, the bot's own messages are not printed)",
+    )
+    listen.add_argument(
         "--shard", metavar="I/N", type=_shard, default=None,
         help="listen only to the given rooms that belong to shard I of N (stable crc32 of "
         "the room id; run N listeners with 0/N .. N-1/N to split the rooms)",
@@ -279,9 +290,31 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("text", metavar="TEXT", help="the message; '-' reads it from stdin")
     send.add_argument(
         "--timeout", metavar="S", type=_positive_float, default=None,
-        help="seconds to wait for the acknowledgement (default 10)",
+        help="deadline in seconds for the whole send, connecting included (default: up to "
+        "--connect-timeout to connect, then 10 for the acknowledgement)",
     )
     _add_credentials(send)
+
+    post = commands.add_parser(
+        "post", parents=[common], help="post a message as a human into a running emulator",
+        description="Post TEXT in ROOM as the human user --as, through the control API of "
+        "an emulator started with 'watchers-bot serve' (local only; needs no token).  "
+        "Prints the posted message payload as JSON.",
+    )
+    post.add_argument("room", metavar="ROOM", help="room id")
+    post.add_argument("text", metavar="TEXT", help="the message; '-' reads it from stdin")
+    post.add_argument(
+        "--as", dest="user", metavar="USER", default="human",
+        help="the user id to post as (default human)",
+    )
+    post.add_argument(
+        "--url", default=None,
+        help="the emulator's address (default $WATCHERS_URL, else http://127.0.0.1:8765)",
+    )
+    post.add_argument(
+        "--timeout", metavar="S", type=_positive_float, default=10.0,
+        help="seconds the whole call may take (default 10)",
+    )
 
     doctor = commands.add_parser(
         "doctor", parents=[common], help="check a configuration end to end",
@@ -357,9 +390,10 @@ def _logging_to_stderr(verbosity: int, quiet: bool) -> Iterator[None]:
     else:
         level = logging.ERROR if quiet else logging.WARNING
         handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    # python-socketio/engineio log every packet at INFO, and warn "WebSocket
-    # connection was closed" even on a normal close(): show them only at -vv;
-    # the library's own warnings (lost links, reconnects) tell what matters.
+    # python-socketio/engineio log every packet at INFO (and their warnings, such
+    # as "WebSocket connection was closed" on a normal close(), as INFO too):
+    # show them only at -vv; the library's own records (lost links, reconnects)
+    # tell what matters.
     wire_level = logging.DEBUG if verbosity >= 2 else logging.ERROR
     loggers: List[Tuple[logging.Logger, int]] = [
         (logging.getLogger("watchers_bot"), level),
@@ -430,6 +464,8 @@ def _bot_from_args(
     if args.connect_timeout is not None:
         overrides["connect_timeout"] = args.connect_timeout
     overrides.update(_tls_overrides(args))
+    if getattr(args, "include_own", False):
+        overrides["include_own"] = True
     return Bot.from_env(**overrides)
 
 
@@ -456,6 +492,14 @@ def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
         bot.listen(*own)
         rooms = ", ".join(own)
         _status(args, f"listening to {rooms} on {bot.url} (Ctrl-C to stop)")
+
+        # The loss is the library's warning; say when it is over too.  The bot
+        # counts as connected again only once it listens to every room again.
+        def on_state(old: str, new: str) -> None:
+            if old == "reconnecting" and new == "connected":
+                _status(args, f"link back: listening to {rooms} again on {bot.url}")
+
+        bot.on_state_change(on_state)
         for count, msg in enumerate(bot.messages(timeout=args.timeout), 1):
             if args.pretty:
                 line = _pretty(msg, datetime.now())
@@ -519,6 +563,22 @@ def _cmd_send(args: argparse.Namespace, secrets_: _Secrets) -> int:
     return EXIT_OK
 
 
+def _cmd_post(args: argparse.Namespace, secrets_: _Secrets) -> int:
+    from ._control import ControlError, call
+
+    text = _read_text(args.text)
+    url = args.url or os.environ.get("WATCHERS_URL", "").strip() or "http://127.0.0.1:8765"
+    try:
+        answer = call(url, "post", {"room": args.room, "text": text, "user": args.user},
+                      timeout=args.timeout)
+    except ControlError as exc:
+        raise _Failure(str(exc)) from None
+    print(json.dumps(answer["posted"], ensure_ascii=False), flush=True)
+    _status(args, f"posted in {args.room} as {args.user}; "
+                  f"{answer['listeners']} bot socket(s) listening there")
+    return EXIT_OK
+
+
 def _import_emulator() -> Any:
     try:
         from .emulator import Emulator
@@ -566,6 +626,7 @@ def _cmd_demo(args: argparse.Namespace, secrets_: _Secrets) -> int:
             try:
                 print(f"# demo: '{DEMO_BOT_ID}' and '{DEMO_HUMAN_ID}' in room "
                       f"'{DEMO_ROOM}' on an emulator at {emu.url}", flush=True)
+                print(f"# playground page (this machine only): {_page_url(emu)}", flush=True)
                 emu.wait_for_listeners(DEMO_ROOM, 1, timeout=DEMO_STEP_TIMEOUT)
                 for n, line in enumerate(lines, 1):
                     print(f"{DEMO_HUMAN_ID:<{width}} > {line}", flush=True)
@@ -580,6 +641,8 @@ def _cmd_demo(args: argparse.Namespace, secrets_: _Secrets) -> int:
                         raise _Failure(f"demo failed: no echo: {exc}") from None
                     answer = sent[n - 1]
                     print(f"{answer.user_id:<{width}} > {answer.text}", flush=True)
+                if args.open:
+                    _open_and_wait(_page_url(emu))
             finally:
                 bot.close()
                 worker.join(DEMO_STEP_TIMEOUT)
@@ -589,10 +652,28 @@ def _cmd_demo(args: argparse.Namespace, secrets_: _Secrets) -> int:
     return EXIT_OK
 
 
+def _page_url(emu: Any) -> str:
+    from ._control import page_url
+
+    return page_url(emu)
+
+
+def _open_and_wait(page: str) -> None:
+    import webbrowser
+
+    if not webbrowser.open(page):
+        print(f"# could not start a browser: open {page} yourself", flush=True)
+    print("# the echo bot keeps answering in the page; press Ctrl-C to stop", flush=True)
+    with contextlib.suppress(KeyboardInterrupt, _Terminated):
+        while True:
+            time.sleep(0.5)
+
+
 def _serve_banner(emu: Any, tokens: List[str], api_keys: List[str]) -> str:
     url = emu.url
     lines = [
         f"watchers-bot emulator listening on {url} (project {emu.project!r})",
+        f"playground page:   {_page_url(emu)} (chat, inspector, faults; this machine only)",
         f"accepted tokens:   {', '.join(tokens)}",
         f"accepted API keys: {', '.join(api_keys)}",
         "",
@@ -1081,6 +1162,7 @@ _COMMANDS = {
     "serve": _cmd_serve,
     "listen": _cmd_listen,
     "send": _cmd_send,
+    "post": _cmd_post,
     "doctor": _cmd_doctor,
 }
 

@@ -169,18 +169,25 @@ class _Link:
 
 
 class _Request:
-    __slots__ = ("deadline", "event", "future", "id", "link", "on_success", "payload", "reader")
+    """A request on the wire (``link`` set), or waiting for a link (``link`` None)."""
+
+    __slots__ = ("budget", "deadline", "event", "future", "id", "link", "on_success",
+                 "payload", "reader", "timeout", "whole")
 
     def __init__(
         self,
         req_id: int,
-        link: _Link,
+        link: Optional[_Link],
         event: str,
         payload: Mapping[str, Any],
         reader: Callable[[Tuple[Any, ...]], Any],
         future: AckFuture,
         deadline: float,
         on_success: Optional[Callable[[], None]],
+        *,
+        timeout: float = 0.0,
+        budget: float = 0.0,
+        whole: bool = False,
     ) -> None:
         self.id = req_id
         self.link = link
@@ -188,8 +195,12 @@ class _Request:
         self.payload = payload
         self.reader = reader
         self.future = future
+        # On the wire: when the ack is overdue.  Waiting: when to stop waiting for a link.
         self.deadline = deadline
         self.on_success = on_success
+        self.timeout = timeout  # the ack wait, once on the wire (unless ``whole``)
+        self.budget = budget  # the seconds this deadline allows (for error messages)
+        self.whole = whole  # the deadline bounds the whole request, link wait included
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -255,14 +266,21 @@ class Connection:
         self._link: Optional[_Link] = None
         self._links = itertools.count(1)
         self._pending: Dict[int, _Request] = {}
+        # Requests made with no link (send_async): flushed when a link comes
+        # up, failed by the expiry path or when connecting fails for good.
+        self._waiting: Dict[int, _Request] = {}
         self._request_ids = itertools.count(1)
         self._rooms: Dict[str, None] = {}
+        self._wanted: Dict[str, None] = {}  # every room the user asked to listen to
+        self._refused: Dict[str, str] = {}  # room -> why the server refused it
         self._fatal: Optional[BaseException] = None
         self._closing = threading.Event()
         self._wake = threading.Event()
         self._need_reconnect = False
         self._next_expiry = float("inf")
         self._supervisor: Optional[threading.Thread] = None
+        self._reconnector: Optional[threading.Thread] = None
+        self._connector: Optional[threading.Thread] = None
         self._torn_down = False
         self.callbacks = _CallbackRunner()
         self._state_listeners: List[Callable[[str, str], Any]] = []
@@ -312,15 +330,26 @@ class Connection:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._waiting)
 
     # ------------------------------------------------------------------ connecting
 
     def connect(self, timeout: Optional[float] = None) -> None:
         """Connect unless connected; wait for a reconnection in progress."""
-        self._ready_link(time.monotonic() + (self.connect_timeout if timeout is None else timeout))
+        budget = self.connect_timeout if timeout is None else timeout
+        self._ready_link(time.monotonic() + budget, budget)
 
-    def _ready_link(self, deadline: float) -> _Link:
+    def _reason(self) -> str:
+        error = self.last_error
+        return "" if error is None else f"; last error: {type(error).__name__}: {error}"
+
+    def _not_connected(self, budget: float, state: State) -> ConnectFailed:
+        return ConnectFailed(
+            f"not connected to {self.url} after waiting {budget:g}s ({state.value}); "
+            f"nothing was sent{self._reason()}"
+        )
+
+    def _ready_link(self, deadline: float, budget: float) -> _Link:
         """The current link once connected, connecting first if nobody is."""
         with self._cond:
             while True:
@@ -338,23 +367,29 @@ class Connection:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ConnectFailed(
-                        f"not connected to {self.url} after waiting "
-                        f"{self.connect_timeout:g}s ({state.value}); nothing was sent"
-                    )
+                    raise self._not_connected(budget, state)
                 self._cond.wait(min(remaining, _WAIT_SLICE))
+        return self._first_connect(deadline, budget)
+
+    def _first_connect(self, deadline: float, budget: float) -> _Link:
+        """Connect (the state is CONNECTING, set by the caller) and start the supervisor."""
         try:
-            link = self._connect_until(deadline)
-        except BaseException:
+            link = self._connect_until(deadline, budget)
+        except BaseException as exc:
             with self._cond:
                 if self._state is State.CONNECTING:
                     self._set_state(State.IDLE)
+                waiting = list(self._waiting.values())
+                self._waiting.clear()
                 self._cond.notify_all()
+            for r in waiting:
+                self._fail_request(r, exc if isinstance(exc, (AuthError, BotClosed)) else
+                                   ConnectFailed(f"{exc}; nothing was sent"), count_error=False)
             raise
         self._start_supervisor()
         return link
 
-    def _connect_until(self, deadline: float) -> _Link:
+    def _connect_until(self, deadline: float, budget: float) -> _Link:
         """First connection: retry transport failures until the deadline, never a refusal."""
         attempt = 0
         while True:
@@ -362,6 +397,7 @@ class Connection:
             try:
                 link = self._open_and_listen(max(remaining, 0.05))
             except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
+                self.last_error = exc
                 if isinstance(exc, ConnectFailed) and not exc.retryable:
                     raise
                 remaining = deadline - time.monotonic()
@@ -370,9 +406,9 @@ class Connection:
                 if delay <= 0 or self._closing.wait(delay):
                     if self._closing.is_set():
                         raise BotClosed("the bot was closed while connecting") from None
-                    if isinstance(exc, ConnectFailed):
-                        raise
-                    raise ConnectFailed(str(exc)) from None
+                    raise ConnectFailed(
+                        f"{exc} (gave up after trying for {budget:g}s)"
+                    ) from None
                 continue
             with self._cond:
                 if self._state is not State.CONNECTING or not link.alive:
@@ -380,6 +416,7 @@ class Connection:
                 else:
                     self._link = link
                     self._set_state(State.CONNECTED)
+                    self._flush_waiting(link)
                     self._cond.notify_all()
                     return link
             self._retire(link)
@@ -407,9 +444,19 @@ class Connection:
         client.on(protocol.EVENT_EXCEPTION, lambda *args: self._on_exception(link, args))
         log.debug("connecting to %s (link %d)", self.url, link.number)
         try:
+            # Asked here, not by python-socketio, so that its failure is told
+            # apart from the network's: it would repeat on every attempt.
+            auth = self._auth()
+        except Exception as exc:
+            raise ConnectFailed(
+                f"could not connect to {self.url}: the token callable failed: "
+                f"{type(exc).__name__}: {exc}",
+                retryable=False,
+            ) from exc
+        try:
             client.connect(
                 self.url,
-                auth=self._auth,
+                auth=auth,
                 transports=["websocket"],
                 socketio_path=self._socketio_path,
                 wait_timeout=timeout,
@@ -434,7 +481,7 @@ class Connection:
                 ) from None
             detail = exc if root is exc else f"{exc} ({type(root).__name__}: {root})"
             raise ConnectFailed(f"could not connect to {self.url}: {detail}") from None
-        except Exception as exc:  # e.g. a token callable that raised
+        except Exception as exc:  # anything else python-socketio raised while connecting
             link.alive = False
             self._retire(link)
             raise ConnectFailed(
@@ -470,9 +517,13 @@ class Connection:
             except ServerError as exc:
                 # The room stays in bot.rooms: the next reconnect tries again.
                 log.error("could not listen again to room %r after reconnecting: %s", room, exc)
+                self.refuse_room(room, exc)
+                continue
             except FutureTimeout:
                 self._expire(future)
                 raise AckTimeout(f"no ack for {protocol.EVENT_LISTEN} while reconnecting") from None
+            with self._cond:
+                self._refused.pop(room, None)
         log.info("listening again to %d room(s)", len(rooms))
 
     # ------------------------------------------------------------------ requests
@@ -484,16 +535,134 @@ class Connection:
         reader: Callable[[Tuple[Any, ...]], Any],
         timeout: float,
         on_success: Optional[Callable[[], None]] = None,
+        *,
+        whole: bool = False,
+        start: Optional[float] = None,
     ) -> AckFuture:
-        """Send a request once connected; its future settles on ack, error, drop or expiry."""
-        deadline = time.monotonic() + self.connect_timeout
+        """Send a request once connected (blocking until then); its future
+        settles on ack, error, drop or expiry.
+
+        ``whole``: ``timeout`` after ``start`` (default now) is the deadline of
+        the whole request, the wait for a link included (an explicit per-call
+        timeout).  Otherwise the link may take ``connect_timeout`` and the ack
+        ``timeout`` after it.
+        """
+        if start is None:
+            start = time.monotonic()
+        budget = timeout if whole else self.connect_timeout
         while True:
-            link = self._ready_link(deadline)
+            try:
+                link = self._ready_link(start + budget, budget)
+            except ConnectFailed as exc:
+                self._count(event, ok=False)
+                if "nothing was sent" in str(exc):
+                    raise
+                raise ConnectFailed(f"{exc}; nothing was sent", retryable=exc.retryable) from None
+            except (AuthError, BotClosed):
+                self._count(event, ok=False)
+                raise
+            ack = max(start + timeout - time.monotonic(), 0.0) if whole else timeout
             future: Optional[AckFuture] = self._request_on(
-                link, event, payload, reader, timeout, on_success)
+                link, event, payload, reader, ack, on_success, budget=timeout)
             if future is not None:
                 return future
             # The link died before the request went on the wire: safe to wait and retry.
+
+    def request_async(
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        reader: Callable[[Tuple[Any, ...]], Any],
+        timeout: float,
+        *,
+        whole: bool = False,
+    ) -> AckFuture:
+        """Like :meth:`request`, but never blocks: with no link the request
+        waits for one inside its future (connecting in the background if
+        nobody is), and fails with ConnectFailed if none comes in time."""
+        with self._cond:
+            state = self._state
+            if state is State.CLOSED:
+                raise BotClosed("the bot is closed")
+            if state is State.FAILED:
+                assert self._fatal is not None
+                raise self._fatal
+            link = self._link if state is State.CONNECTED else None
+        if link is not None:
+            future: Optional[AckFuture] = self._request_on(
+                link, event, payload, reader, timeout, budget=timeout)
+            if future is not None:
+                return future
+        future = AckFuture(self.callbacks)
+        budget = timeout if whole else self.connect_timeout
+        req = _Request(next(self._request_ids), None, event, payload, reader, future,
+                       time.monotonic() + budget, None, timeout=timeout, budget=budget,
+                       whole=whole)
+        connect = False
+        with self._cond:
+            state = self._state
+            if state is State.CLOSED:
+                raise BotClosed("the bot is closed")
+            if state is State.FAILED:
+                assert self._fatal is not None
+                raise self._fatal
+            if state is State.CONNECTED and self._link is not None and self._link.alive:
+                # Connected meanwhile: the flush has happened, so go on the wire now.
+                self._put_on_wire(req, self._link)
+                return future
+            self._waiting[req.id] = req
+            self._next_expiry = min(self._next_expiry, req.deadline)
+            if state is State.IDLE:
+                self._set_state(State.CONNECTING)
+                connect = True
+        if connect:
+            self._connector = threading.Thread(
+                target=self._connect_in_background, name="watchers-bot-connect", daemon=True)
+            self._connector.start()
+        self._start_supervisor()
+        self._wake.set()
+        return future
+
+    def _connect_in_background(self) -> None:
+        # For as long as a waiting request may wait, and at least connect_timeout.
+        now = time.monotonic()
+        with self._cond:
+            deadline = max([now + self.connect_timeout]
+                           + [r.deadline for r in self._waiting.values()])
+        try:
+            self._first_connect(deadline, deadline - now)
+        except Exception as exc:  # the waiting requests carry the error
+            log.info("connecting for a waiting request failed: %s", exc)
+
+    def _flush_waiting(self, link: _Link) -> None:
+        """Put every waiting request on a link that just came up, in order.
+
+        The caller holds ``_cond`` (re-entrant) and has just set CONNECTED, so no
+        request made after these can overtake them."""
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+        for req in waiting:
+            self._put_on_wire(req, link)
+
+    def _put_on_wire(self, req: _Request, link: _Link) -> None:
+        """Emit a waiting request on ``link``; the caller holds ``_cond``."""
+        if not req.whole:
+            req.deadline = time.monotonic() + req.timeout
+        req.budget = req.timeout
+        req.link = link
+        self._pending[req.id] = req
+        if req.deadline < self._next_expiry:
+            self._next_expiry = req.deadline
+            self._wake.set()
+        req_id = req.id
+        try:
+            link.client.emit(req.event, req.payload,
+                             callback=lambda *args: self._on_ack(req_id, args))
+        except socketio.exceptions.SocketIOError:
+            # The link died already: nothing went out; wait for the next one.
+            del self._pending[req_id]
+            req.link = None
+            self._waiting[req_id] = req
 
     def _request_on(
         self,
@@ -503,11 +672,14 @@ class Connection:
         reader: Callable[[Tuple[Any, ...]], Any],
         timeout: float,
         on_success: Optional[Callable[[], None]] = None,
+        *,
+        budget: Optional[float] = None,
     ) -> Any:
         future = AckFuture(self.callbacks)
         req_id = next(self._request_ids)
         req = _Request(req_id, link, event, payload, reader, future,
-                       time.monotonic() + timeout, on_success)
+                       time.monotonic() + timeout, on_success,
+                       timeout=timeout, budget=timeout if budget is None else budget)
         with self._cond:
             if not link.alive:
                 return None
@@ -555,7 +727,8 @@ class Connection:
                 self.acked[event] = self.acked.get(event, 0) + 1
             else:
                 self.failed[event] = self.failed.get(event, 0) + 1
-                self.last_error = error
+                if error is not None:
+                    self.last_error = error
 
     def _on_exception(self, link: _Link, args: Tuple[Any, ...]) -> None:
         error, pattern, data = protocol.parse_exception(args)
@@ -596,16 +769,31 @@ class Connection:
             req = next((r for r in self._pending.values() if r.future is future), None)
             if req is not None:
                 del self._pending[req.id]
+            else:
+                req = next((r for r in self._waiting.values() if r.future is future), None)
+                if req is not None:
+                    del self._waiting[req.id]
+            state = self._state
         if req is not None:
+            self._fail_overdue(req, state)
+
+    def _fail_overdue(self, req: _Request, state: State) -> None:
+        if req.link is None:
+            self._fail_request(req, self._not_connected(req.budget, state), count_error=False)
+        else:
             self._fail_request(req, self._timeout_error(req))
 
     def _timeout_error(self, req: _Request) -> AckTimeout:
         what = ("the message may or may not have been posted"
                 if req.event == protocol.EVENT_SEND else "the room may or may not be subscribed")
-        return AckTimeout(f"no acknowledgement of {req.event} in time; {what}")
+        return AckTimeout(
+            f"no acknowledgement of {req.event} within the {req.budget:g}s timeout; {what}")
 
-    def _fail_request(self, req: _Request, error: BaseException) -> None:
-        self._count(req.event, ok=False, error=error)
+    def _fail_request(self, req: _Request, error: BaseException, *,
+                      count_error: bool = True) -> None:
+        # count_error=False: the failure is a consequence of the link's error
+        # (kept as last_error), not a new one.
+        self._count(req.event, ok=False, error=error if count_error else None)
         _settle(req.future, error=error)
 
     def _expire_due(self) -> None:
@@ -614,10 +802,16 @@ class Connection:
             due = [r for r in self._pending.values() if r.deadline <= now]
             for r in due:
                 del self._pending[r.id]
-            self._next_expiry = min((r.deadline for r in self._pending.values()),
-                                    default=float("inf"))
-        for r in due:
-            self._fail_request(r, self._timeout_error(r))
+            due_waiting = [r for r in self._waiting.values() if r.deadline <= now]
+            for r in due_waiting:
+                del self._waiting[r.id]
+            self._next_expiry = min(
+                itertools.chain((r.deadline for r in self._pending.values()),
+                                (r.deadline for r in self._waiting.values())),
+                default=float("inf"))
+            state = self._state
+        for r in due + due_waiting:
+            self._fail_overdue(r, state)
 
     # ------------------------------------------------------------------ link events
 
@@ -684,7 +878,11 @@ class Connection:
                 self._expire_due()
                 if self._need_reconnect:
                     self._need_reconnect = False
-                    self._reconnect()
+                    # On a thread of its own: the expiry above must keep running
+                    # while a reconnection waits or blocks.
+                    self._reconnector = threading.Thread(
+                        target=self._reconnect, name="watchers-bot-reconnect", daemon=True)
+                    self._reconnector.start()
         except Exception:  # pragma: no cover - a bug here must not pass silently
             log.exception("the supervisor thread failed")
             self._give_up(WatchersError("internal error in the supervisor thread; see the log"))
@@ -714,18 +912,19 @@ class Connection:
                 self._give_up(exc)
                 return
             except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
+                self.last_error = exc
                 log.info("reconnection attempt %d failed: %s", attempt, exc)
                 if self.reconnect_attempts is not None and attempt >= self.reconnect_attempts:
                     self._give_up(ConnectFailed(
                         f"gave up reconnecting to {self.url} after {attempt} attempt(s): {exc}"
                     ))
                     return
-                self._expire_due()
                 continue
             with self._cond:
                 if self._state is State.RECONNECTING and link.alive:
                     self._link = link
                     self._set_state(State.CONNECTED)
+                    self._flush_waiting(link)
                     self.reconnects += 1
                     self._cond.notify_all()
                     log.info("reconnected to %s (link %d)", self.url, link.number)
@@ -742,7 +941,11 @@ class Connection:
                 return
             self._set_state(State.FAILED)
             self._fatal = error
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
             self._cond.notify_all()
+        for r in waiting:
+            self._fail_request(r, error, count_error=False)
         self._on_fatal(error)
 
     def _retire(self, link: _Link, *, initiate: bool = True) -> None:
@@ -773,22 +976,54 @@ class Connection:
 
     # ------------------------------------------------------------------ rooms
 
-    def listen(self, rooms: Iterable[str], timeout: float) -> List[Tuple[str, AckFuture]]:
-        """Send a listen per room; each room joins ``rooms`` when its ack arrives."""
+    def listen(self, rooms: Iterable[str], timeout: float,
+               *, whole: bool = False) -> List[Tuple[str, AckFuture]]:
+        """Send a listen per room; each room joins ``rooms`` when its ack arrives.
+
+        ``whole``: ``timeout`` bounds all of it, the wait for a link included."""
         out: List[Tuple[str, AckFuture]] = []
+        start = time.monotonic()
         for room in rooms:
+            with self._cond:
+                self._wanted[room] = None
             payload = protocol.listen_payload(room, self._api_key)
             future = self.request(protocol.EVENT_LISTEN, payload, protocol.read_listen_ack,
-                                  timeout, on_success=functools.partial(self._add_room, room))
+                                  timeout, on_success=functools.partial(self._add_room, room),
+                                  whole=whole, start=start)
             out.append((room, future))
         return out
 
     def _add_room(self, room: str) -> None:
         with self._cond:
             self._rooms[room] = None
+            self._refused.pop(room, None)
+
+    def refuse_room(self, room: str, error: BaseException) -> None:
+        """Note that the server refused to listen to ``room`` (shown in health())."""
+        with self._cond:
+            self._refused[room] = f"{type(error).__name__}: {error}"
+
+    @property
+    def wanted(self) -> Tuple[str, ...]:
+        """Every room the user asked to listen to (acknowledged or not)."""
+        with self._cond:
+            return tuple(self._wanted)
+
+    @property
+    def refused(self) -> Dict[str, str]:
+        with self._cond:
+            return dict(self._refused)
+
+    @property
+    def listening_to_all(self) -> bool:
+        """Whether every room the user asked for is acknowledged and not refused."""
+        with self._cond:
+            return not self._refused and all(room in self._rooms for room in self._wanted)
 
     def forget_room(self, room: str) -> bool:
         with self._cond:
+            self._wanted.pop(room, None)
+            self._refused.pop(room, None)
             return self._rooms.pop(room, False) is None
 
     # ------------------------------------------------------------------ closing
@@ -802,6 +1037,8 @@ class Connection:
             self._closing.set()
             pending = list(self._pending.values())
             self._pending.clear()
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
             link = self._link
             self._cond.notify_all()
         self._wake.set()
@@ -810,12 +1047,18 @@ class Connection:
                 f"the bot was closed before the server acknowledged {r.event}; "
                 "the outcome is unknown"
             ))
+        for r in waiting:
+            self._fail_request(r, BotClosed(
+                f"the bot was closed before {r.event} could be sent; nothing was sent"
+            ), count_error=False)
         if link is not None:
             self._retire(link)
-        supervisor = self._supervisor
-        if supervisor is not None and supervisor is not threading.current_thread():
-            supervisor.join(_JOIN_TIMEOUT)
-            if supervisor.is_alive():  # pragma: no cover - a connect attempt still in flight
-                log.warning("the supervisor thread is still finishing a connection attempt")
+        me = threading.current_thread()
+        for thread in (self._supervisor, self._reconnector, self._connector):
+            if thread is not None and thread is not me:
+                thread.join(_JOIN_TIMEOUT)
+                if thread.is_alive():  # pragma: no cover - a connect attempt still in flight
+                    log.warning("the %s thread is still finishing a connection attempt",
+                                thread.name)
         self.callbacks.stop(_JOIN_TIMEOUT)
         self._torn_down = True

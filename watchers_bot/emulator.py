@@ -66,8 +66,13 @@ from .protocol import (
     mask_secrets,
     message_payload,
 )
+from .ratelimit import TokenBucket
+from .transcript import Transcript, Turn, replay
 
-__all__ = ["ACK_MODES", "Emulator", "RequestRecord", "SentMessage", "WrittenMessage"]
+__all__ = [
+    "ACK_MODES", "Emulator", "RequestRecord", "SentMessage", "Transcript", "Turn",
+    "WrittenMessage", "replay",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -177,13 +182,15 @@ class _Client:
 class _Refused(Exception):
     """An ack-level validation error: answered as an error object."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.extra = extra
 
     def answer(self) -> Dict[str, Any]:
-        return {"status": "error", "statusCode": self.status_code, "message": self.message}
+        return {"status": "error", "statusCode": self.status_code, "message": self.message,
+                **self.extra}
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -506,6 +513,13 @@ class Emulator:
         self._written: List[WrittenMessage] = []
         self._record_writes = bool(record_writes)
         self._ssl_context = ssl_context
+        # The playground's control API (watchers_bot/_control.py) on this port,
+        # and the callbacks it gets every event through; see _notify.
+        self._observers: List[Callable[[str, Dict[str, Any]], None]] = []
+        self._control: Any = None
+        self._send_bucket: Optional[TokenBucket] = None
+        self._send_hint = True
+        self.rate_limited = 0  # sends refused for the rate limit
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -536,10 +550,10 @@ class Emulator:
             sio.on("connect", lambda sid, environ, auth=None: self._on_connect(
                 gen, sid, environ, auth))
             sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
-            sio.on("*", lambda event, sid, *args: self._on_event(gen, event, sid, args))
+            sio.on("*", lambda event, sid, *args: self._observed_event(gen, event, sid, args))
             gen.sio = sio
             self._set_dispatch(gen)
-            app = _TrackingApp(socketio.WSGIApp(sio), gen)
+            app = _TrackingApp(self._control_app(socketio.WSGIApp(sio)), gen)
 
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
             listener = socket.socket(family, socket.SOCK_STREAM)
@@ -591,6 +605,7 @@ class Emulator:
             if gen is None:
                 return
             gen.stopping.set()  # refuses new sockets, releases delayed acks and frozen writers
+            self._notify("server", {"state": "stopping"})
             deadline = time.monotonic() + max(timeout, 0.1)
             gen.stop_serving.set()
             if gen.thread is not None:
@@ -808,6 +823,38 @@ class Emulator:
             if gen is not None:
                 self._set_dispatch(gen)
 
+    def set_rate_limit(self, per_second: Optional[float], *, burst: float = 1.0,
+                       retry_after: bool = True) -> None:
+        """Refuse sends beyond ``per_second`` (bursts of ``burst``) over all sockets, as a
+        rate-limited server might: ``{"statusCode": 429, "message": "Too Many Requests",
+        "retryAfter": <seconds>}``, nothing posted.  ``retry_after=False`` leaves the hint
+        out.  ``None`` turns the limit off (the default).
+        """
+        if per_second is None:
+            with self._lock:
+                self._send_bucket = None
+            return
+        for name, value in (("per_second", per_second), ("burst", burst)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        with self._lock:
+            self._send_bucket = TokenBucket(float(per_second), float(burst))
+            self._send_hint = bool(retry_after)
+
+    def _check_rate(self) -> None:
+        with self._lock:
+            bucket = self._send_bucket
+            if bucket is None:
+                return
+            wait = bucket.wait_for_token(time.monotonic())
+            if wait <= 0:
+                bucket.take()
+                return
+            self.rate_limited += 1
+        extra = {"retryAfter": round(wait, 3)} if self._send_hint else {}
+        raise _Refused(429, "Too Many Requests", **extra)
+
     def _set_dispatch(self, gen: _Generation) -> None:
         # With _inline_requests, requests are handled on the socket's own
         # reader thread, in order and without a thread start per request
@@ -838,6 +885,7 @@ class Emulator:
                 room_id, next(self._ids), text, user_id, self._project, **extra
             )
             gen.sio.emit(EVENT_MESSAGE, payload, to=_ROOM_PREFIX + room_id)
+            self._notify("message", {"sid": None, "payload": payload})
         return payload
 
     def post_many(self, room_id: str, texts: Iterable[str], *, user_id: str = "human") -> int:
@@ -1178,6 +1226,40 @@ class Emulator:
         except Exception:  # pragma: no cover - the socket went away meanwhile
             logger.debug("kick of %s failed", sid, exc_info=True)
 
+    # ------------------------------------------------------------------ observers
+
+    def _notify(self, kind: str, data: Dict[str, Any]) -> None:
+        # Observers must not block (the playground's only queues); a failing
+        # one is logged and never breaks the server.
+        for observer in list(self._observers):
+            try:
+                observer(kind, data)
+            except Exception:  # pragma: no cover - defensive
+                logger.exception("emulator observer failed on %s", kind)
+
+    def _observed_event(
+        self, gen: _Generation, event: str, sid: str, args: Tuple[Any, ...]
+    ) -> Any:
+        started = time.monotonic()
+        answer = self._on_event(gen, event, sid, args)
+        if self._observers:
+            with self._lock:  # the mode this request got (the latest of this sid and event)
+                mode = next((r.mode for r in reversed(self._requests)
+                             if r.sid == sid and r.event == event), None)
+            self._notify("request", {
+                "event": event, "sid": sid, "mode": mode,
+                "payload": mask_secrets(args[0] if args else None),
+                "acked": answer is not gen.sio.not_handled,
+                "ack": None if answer is gen.sio.not_handled else mask_secrets(answer),
+                "ack_ms": (time.monotonic() - started) * 1000.0,
+            })
+        return answer
+
+    def _control_app(self, app: Any) -> Any:
+        from ._control import control_for
+
+        return control_for(self).wrap(app)
+
     # ------------------------------------------------------------------ server side
 
     def _on_connect(
@@ -1215,12 +1297,14 @@ class Emulator:
             self._connections += 1
             self._changed.notify_all()
         logger.debug("client %s connected", sid)
+        self._notify("connect", {"sid": sid})
 
     def _on_gone(self, gen: _Generation, sid: str) -> None:
         with self._lock:
             gen.pending.pop(sid, None)
             if self._forget(sid):
                 logger.debug("client %s disconnected", sid)
+                self._notify("disconnect", {"sid": sid})
             self._changed.notify_all()
 
     def _forget(self, sid: str) -> bool:
@@ -1277,6 +1361,7 @@ class Emulator:
                 if event == EVENT_LISTEN:
                     answer = self._listen(gen, sid, payload)
                 else:
+                    self._check_rate()
                     self._send(gen, sid, payload)
                     answer = None
             except _Refused as refused:
@@ -1343,6 +1428,9 @@ class Emulator:
                     room_id, text, user_id, sid, mask_secrets(payload), time.monotonic(), msg_id,
                 ))
                 self._changed.notify_all()
+                if self._observers:
+                    self._notify("message", {"sid": sid, "payload": message_payload(
+                        room_id, msg_id, text, user_id, self._project)})
                 # Nobody to tell: skip building and encoding a broadcast that
                 # reaches no socket (a socket still waiting for its listen ack
                 # is not owed this message).

@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "ConnectionLost",
+    "RateLimited",
     "ReceiveTimeout",
     "ServerError",
     "WatchersError",
@@ -63,6 +64,21 @@ class ServerError(WatchersError):
         where = f"{event}: " if event else ""
         status = f" (code {code})" if code is not None else ""
         super().__init__(f"{where}server error{status}: {message}")
+
+
+class RateLimited(ServerError):
+    """The server refused a request for its rate limit: the message was **not posted**.
+
+    ``retry_after`` is the server's hint in seconds, if it gave one.  ``Bot.send`` waits and
+    retries within the call's deadline; this is raised when the deadline ran out first.
+    """
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None,
+                 note: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        if note:  # what the client did about it; ``message`` stays the server's text
+            self.args = (f"{note}: {self.args[0]}",)
 
 
 class AckTimeout(WatchersError, TimeoutError):

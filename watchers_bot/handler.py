@@ -1,90 +1,121 @@
-"""Running a message handler on a thread of its own: :meth:`Bot.run_in_thread`."""
+"""Running a message handler on threads of its own: ``Bot.run_in_thread`` and ``Bot.run``."""
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from .errors import BotClosed, ReceiveTimeout
-from .models import Message
+from .pool import RoomPool
 
 if TYPE_CHECKING:
     from .bot import Bot
 
 __all__ = ["HandlerThread"]
 
-log = logging.getLogger("watchers_bot")
-
-# How often the loop looks at its stop flag while no message comes.
-_POLL = 0.25
-
 
 class HandlerThread:
-    """A thread that calls a handler for every message a bot receives.
+    """Handlers running for every message a bot receives; rooms in parallel, each room in order.
 
-    Returned by :meth:`Bot.run_in_thread`.  A handler that raises is logged
-    (with its traceback) and counted in :attr:`errors`; the loop goes on.  The
-    loop ends on :meth:`stop`, when the bot is closed, or when the bot gives up
-    for good (the error is then in :attr:`error`).
+    Returned by :meth:`Bot.run_in_thread`.  With ``workers=1`` one message is handled at a
+    time, in server order.  With more, messages of different rooms are handled at once on
+    up to ``workers`` threads, and each room's messages one at a time, in server order.
+
+    A handler that raises is logged at ERROR (with its traceback, on the
+    ``watchers_bot.handler`` logger) and counted in :attr:`errors`; the room goes on with its
+    next message.  A returned string is sent as the reply in the message's room; a reply
+    that fails is logged the same way (saying whether it may have been posted) and counted in
+    :attr:`reply_failures`.  The loop ends on :meth:`stop`, when the bot is closed, or when the
+    bot gives up for good (the error is then in :attr:`error`).
     """
 
-    def __init__(self, bot: "Bot", handler: Callable[[Message], object], name: str) -> None:
-        self._bot = bot
-        self._handler = handler
-        self._stop = threading.Event()
-        self.handled = 0
-        self.errors = 0
-        self.error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+    def __init__(
+        self,
+        bot: "Bot",
+        handler: Callable[..., Any],
+        name: str,
+        *,
+        workers: int = 1,
+        backlog: int = 0,
+        overflow: str = "drop_oldest",
+        slow_after: Optional[float] = 30.0,
+    ) -> None:
+        self._pool = RoomPool(
+            bot, handler, workers=workers, backlog=backlog, overflow=overflow,
+            slow_after=slow_after, name=name,
+        )
+        self._name = name
 
     def _start(self) -> "HandlerThread":
-        self._thread.start()
+        self._pool.start()
         return self
 
-    def _run(self) -> None:
-        bot = self._bot
-        while not self._stop.is_set():
-            try:
-                msg = bot.receive(timeout=_POLL)
-            except ReceiveTimeout:
-                continue
-            except BotClosed:
-                return
-            except Exception as exc:  # the bot gave up for good: AuthError, ConnectFailed...
-                self.error = exc
-                log.error("message handler thread stops: %s", exc)
-                return
-            try:
-                self._handler(msg)
-            except Exception:
-                self.errors += 1
-                log.exception("the message handler raised on %r; going on", msg)
-            else:
-                self.handled += 1
+    @property
+    def workers(self) -> int:
+        """How many threads call the handler."""
+        return self._pool.workers
+
+    @property
+    def handled(self) -> int:
+        """Messages the handler returned on (whether or not the reply then failed)."""
+        return self._pool.handled
+
+    @property
+    def errors(self) -> int:
+        """Messages on which the handler raised."""
+        return self._pool.errors
+
+    @property
+    def reply_failures(self) -> int:
+        """Returned replies whose send raised."""
+        return self._pool.reply_failures
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the backlog was full (also in ``bot.stats.dropped``)."""
+        return self._pool.dropped
+
+    @property
+    def slow_reports(self) -> int:
+        """How many handler calls the watchdog reported as slow."""
+        return self._pool.slow_reports
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The bot's fatal error if that is what ended the loop."""
+        return self._pool.error
+
+    def backlog(self) -> Dict[str, int]:
+        """Messages waiting for a handler, per room (rooms with none are left out)."""
+        return self._pool.backlog()
+
+    def oldest_wait(self) -> Optional[float]:
+        """How many seconds the oldest message waiting for a handler has waited (``None``: none)."""
+        return self._pool.oldest_wait()
 
     @property
     def running(self) -> bool:
         """Whether the loop is still running."""
-        return self._thread.is_alive()
+        return self._pool.alive
 
     def stop(self, timeout: Optional[float] = 5.0) -> bool:
-        """Stop after the message being handled (if any); wait up to ``timeout``.
+        """Take no new message, let running handlers finish; wait up to ``timeout``.
 
-        Returns whether the thread ended.  Safe to call from the handler itself.
+        Messages no handler started yet go back to the bot's inbox, in order (a later
+        ``messages()`` or ``run`` gets them).  Returns whether every thread ended.  Safe to
+        call from a handler (it then returns at once, ``False``).
         """
-        self._stop.set()
+        self._pool.request_stop()
+        if self._pool.is_worker(threading.current_thread()):
+            return False
         return self.join(timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Wait for the loop to end (``None``: until it does); returns whether it did."""
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._pool.join(timeout)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return (
-            f"<HandlerThread {self._thread.name} {state} "
+            f"<HandlerThread {self._name} {state} workers={self.workers} "
             f"handled={self.handled} errors={self.errors}>"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 __all__ = ["CLOSED", "OVERFLOW_POLICIES", "Inbox"]
 
@@ -116,6 +116,18 @@ class Inbox(queue.Queue):  # type: ignore[type-arg]
             assert self._error is not None
             raise self._error
 
+    def take_batch(self, timeout: float, limit: int) -> Any:
+        """Like :meth:`take` with a timeout, but return a list of up to ``limit`` items:
+        one taken at a time costs a lock round per item, which a dispatcher can skip."""
+        first = self.take(timeout)
+        if first is CLOSED:
+            return CLOSED
+        batch = [first]
+        with self.mutex:
+            while len(batch) < limit and self._qsize() and not self._closed:
+                batch.append(self._get())
+        return batch
+
     # ------------------------------------------------------------ lifecycle
 
     def close(self) -> int:
@@ -137,6 +149,24 @@ class Inbox(queue.Queue):  # type: ignore[type-arg]
                 return
             self._error = error
             self.not_empty.notify_all()
+
+    def give_back(self, items: List[Any]) -> int:
+        """Put messages a consumer took but did not handle back at the front, in order.
+
+        Once closed they are counted as dropped, like unread ones.  Returns how many
+        were dropped.  ``delivered`` is not counted again.
+        """
+        with self.mutex:
+            if self._closed:
+                self.dropped += len(items)
+                dropped = len(items)
+            else:
+                self.queue.extendleft(reversed(items))
+                dropped = 0
+                self.not_empty.notify_all()
+        if dropped:
+            log.warning("closed with %d message(s) not yet handled; counted as dropped", dropped)
+        return dropped
 
     @property
     def closed(self) -> bool:

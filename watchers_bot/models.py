@@ -52,6 +52,8 @@ class Stats:
     pending: int
     #: messages waiting in the inbox right now.
     queued: int
+    #: messages taken from the inbox waiting for a handler (``run``, ``run_in_thread``).
+    backlog: int = 0
 
 
 @attrs.frozen
@@ -63,7 +65,7 @@ class Health:
 
     #: ``idle``, ``connecting``, ``connected``, ``reconnecting``, ``failed`` or ``closed``.
     state: str
-    #: connected and listening to every room.
+    #: connected and listening to every room the user asked for (none refused or missing).
     ok: bool
     url: str
     rooms: Tuple[str, ...]
@@ -79,11 +81,20 @@ class Health:
     #: messages waiting in the inbox.
     queued: int
     dropped: int
-    #: why the bot gave up, else the last request error, as ``"Type: text"`` (never a secret).
+    #: why the bot gave up, else the last error (of a connection attempt or a request),
+    #: as ``"Type: text"`` (never a secret).
     last_error: Optional[str]
+    #: rooms the server refused to listen to (e.g. a wrong API key), room -> reason.
+    refused: Mapping[str, str] = attrs.field(factory=dict)
+    #: messages waiting for a handler, per room (``run``, ``run_in_thread``).
+    backlog: Mapping[str, int] = attrs.field(factory=dict)
+    #: seconds the oldest message waiting for a handler has waited, or ``None``.
+    oldest_wait: Optional[float] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """A JSON-ready dict (``rooms`` as a list)."""
         data = attrs.asdict(self)
         data["rooms"] = list(self.rooms)
+        data["refused"] = dict(self.refused)
+        data["backlog"] = dict(self.backlog)
         return data

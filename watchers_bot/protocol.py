@@ -10,9 +10,11 @@ Nothing here does I/O or imports socketio.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .errors import ServerError
+from .errors import RateLimited, ServerError
 from .models import Message
 
 __all__ = [
@@ -22,8 +24,12 @@ __all__ = [
     "EVENT_SEND",
     "MAX_FRAME_BYTES",
     "MalformedPayload",
+    "check_frame",
+    "check_send",
     "check_text",
+    "encode_json",
     "exception_matches",
+    "frame_bytes",
     "listen_payload",
     "mask_secrets",
     "message_payload",
@@ -42,11 +48,52 @@ EVENT_EXCEPTION = "exception"
 
 #: Largest frame the default Socket.IO servers (Node and Python) accept: 1e6 bytes.
 MAX_FRAME_BYTES = 1_000_000
-# Packet type, ack id, event name and JSON punctuation around the payload.
-_FRAME_OVERHEAD = 64
-# json.dumps(ensure_ascii=True) turns one character into at most 12 bytes
-# (an escaped surrogate pair), so short texts need no measuring.
+# A request's frame is "4" (Engine.IO message) "2" (Socket.IO event), the ack
+# id, then the JSON.  The ack id is not known before the emit: room for ten
+# digits is kept (ack ids count up from 1 per connection).
+_FRAME_PREFIX_BYTES = 2 + 10
+# The most bytes one character can take in the JSON: 12, an escaped surrogate
+# pair (the ASCII fallback of encode_json).  Shorter requests need no measuring.
 _MAX_BYTES_PER_CHAR = 12
+
+# UTF-8 on the wire, as the JavaScript client (JSON.stringify) sends it: a
+# non-ASCII character costs its 2-4 UTF-8 bytes instead of a 6-12 byte \uXXXX
+# escape.  One home for the wire's JSON: the transport encodes with it too.
+_UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ASCII_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_json(data: Any) -> str:
+    """``data`` as the JSON the client puts on the wire (UTF-8, compact).
+
+    A lone surrogate cannot be sent as UTF-8; such a value is sent with
+    ``\\uXXXX`` escapes instead, as ``JSON.stringify`` does.
+    """
+    text = _UTF8_JSON(data)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII_JSON(data)
+    return text
+
+
+def frame_bytes(event: str, payload: Any) -> int:
+    """The size in bytes of the websocket frame that carries a request."""
+    body = encode_json([event, payload])
+    size = len(body) if body.isascii() else len(body.encode("utf-8"))
+    return _FRAME_PREFIX_BYTES + size
+
+
+def check_frame(event: str, payload: Any, *, name: str = "text") -> None:
+    """Refuse a request whose frame would be over :data:`MAX_FRAME_BYTES`
+    (``ValueError`` naming ``name``), before anything goes on the wire."""
+    size = frame_bytes(event, payload)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(
+            f"{name} is too large: its frame would be {size:,} bytes and a Socket.IO "
+            f"frame may carry at most {MAX_FRAME_BYTES:,} (servers drop larger frames)"
+        )
 
 #: Payload keys whose values are secrets, masked wherever a payload is shown.
 SECRET_KEYS = frozenset({"apiKey", "apikey", "api_key", "bearer", "token", "authorization"})
@@ -70,25 +117,30 @@ def send_payload(room_id: str, api_key: str, user_id: str, text: str) -> Dict[st
     return {"roomId": room_id, "apiKey": api_key, "userId": user_id, "text": text}
 
 
-def check_text(text: object, *, fixed: int = 0, name: str = "text") -> str:
-    """Check a message text before it goes on the wire.
+def check_text(text: object, *, name: str = "text") -> str:
+    """Check a message text's type and content before it goes on the wire.
 
-    ``fixed`` is the length of the other payload values.  Raises ``TypeError``
-    or ``ValueError`` naming ``name``.
+    Raises ``TypeError`` or ``ValueError`` naming ``name``.  Its size is
+    checked with the whole request by :func:`check_send`.
     """
     if not isinstance(text, str):
         raise TypeError(f"{name} must be a str, not {type(text).__name__}")
     if not text.strip():
         raise ValueError(f"{name} must not be empty or only whitespace")
-    budget = MAX_FRAME_BYTES - _FRAME_OVERHEAD
-    if (len(text) + fixed) * _MAX_BYTES_PER_CHAR > budget:
-        size = len(json.dumps(text)) + fixed * _MAX_BYTES_PER_CHAR
-        if size > budget:
-            raise ValueError(
-                f"{name} is too large: it encodes to about {size:,} bytes and a Socket.IO "
-                f"frame may carry at most {MAX_FRAME_BYTES:,} (servers drop larger frames)"
-            )
     return text
+
+
+def check_send(room_id: str, api_key: str, user_id: str, text: object) -> Dict[str, str]:
+    """The ``external/send`` payload, once ``text`` is checked and its frame
+    measured exactly (``ValueError`` if too large)."""
+    check_text(text)
+    assert isinstance(text, str)
+    payload = send_payload(room_id, api_key, user_id, text)
+    # Short requests cannot be too large: measure only those that might be.
+    chars = sum(len(v) for v in payload.values()) + len(EVENT_SEND) + 64
+    if chars * _MAX_BYTES_PER_CHAR > MAX_FRAME_BYTES - _FRAME_PREFIX_BYTES:
+        check_frame(EVENT_SEND, payload)
+    return payload
 
 
 # --------------------------------------------------------------------------- answers
@@ -119,6 +171,8 @@ def _error_from(answer: Any, event: str) -> Optional[ServerError]:
     """The error an answer carries, or None when it carries no error marker."""
     raw = mask_secrets(answer)
     if isinstance(answer, str):
+        if _RATE_LIMIT_TEXT.search(answer):
+            return RateLimited(answer, event=event, raw=raw)
         return ServerError(answer or "empty error string", event=event, raw=raw)
     if not isinstance(answer, Mapping):
         return None
@@ -148,7 +202,38 @@ def _error_from(answer: Any, event: str) -> Optional[ServerError]:
         message = "; ".join(str(m) for m in message)
     if code is None:
         code = answer.get("code", inner.get("code", inner.get("statusCode")))
+    retry_after = _retry_after(answer)
+    if retry_after is None and inner:
+        retry_after = _retry_after(inner)
+    if (_status_code(code) == RATE_LIMIT_STATUS or retry_after is not None
+            or _RATE_LIMIT_TEXT.search(str(message))):
+        return RateLimited(str(message), retry_after=retry_after, code=code, event=event,
+                           raw=raw)
     return ServerError(str(message), code=code, event=event, raw=raw)
+
+
+#: The HTTP status of a rate-limit refusal ("Too Many Requests"), as code or statusCode.
+RATE_LIMIT_STATUS = 429
+#: Fields that may carry a retry hint, and the factor to seconds.
+RETRY_AFTER_FIELDS = (("retryAfter", 1.0), ("retry_after", 1.0), ("retry-after", 1.0),
+                      ("retryAfterMs", 0.001))
+_RATE_LIMIT_TEXT = re.compile(r"too many requests|rate[ _-]?limit", re.IGNORECASE)
+
+
+def _retry_after(answer: Mapping[str, Any]) -> Optional[float]:
+    """The retry hint of a refusal in seconds, if it has a usable one."""
+    for field, scale in RETRY_AFTER_FIELDS:
+        value = answer.get(field)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                continue
+        if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+            return float(value) * scale
+    return None
 
 
 def _is_success(answer: Any) -> bool:

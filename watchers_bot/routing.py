@@ -55,6 +55,11 @@ class Context:
         return self.bot.reply(self.message, text, timeout=timeout)
 
 
+def name_of(handler: Callable[..., Any]) -> str:
+    """The name error reports give ``handler``: its qualified name, else its type's."""
+    return str(getattr(handler, "__qualname__", type(handler).__name__))
+
+
 def takes_context(handler: Callable[..., Any]) -> bool:
     """Whether ``handler`` accepts a second positional argument (the :class:`Context`)."""
     own = getattr(handler, "takes_context", None)
@@ -73,13 +78,24 @@ def takes_context(handler: Callable[..., Any]) -> bool:
     return positional >= 2
 
 
-def invoke(handler: Callable[..., Any], message: Message, context: Context) -> Optional[str]:
+def invoke(
+    handler: Callable[..., Any],
+    message: Message,
+    context: Context,
+    *,
+    wants_context: Optional[bool] = None,
+) -> Optional[str]:
     """Call ``handler`` the way it was written; return its reply (a ``str``) or ``None``.
+
+    ``wants_context`` is :func:`takes_context` of the handler when the caller computed
+    it once already (a runner calling the same handler for every message).
 
     Raises :class:`TypeError` if the handler returns anything else, so a handler that
     returns by mistake (a dict, a number) is reported instead of silently not replying.
     """
-    result = handler(message, context) if takes_context(handler) else handler(message)
+    if wants_context is None:
+        wants_context = takes_context(handler)
+    result = handler(message, context) if wants_context else handler(message)
     if result is None or isinstance(result, str):
         return result
     name = getattr(handler, "__qualname__", type(handler).__name__)

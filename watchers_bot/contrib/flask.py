@@ -65,6 +65,7 @@ from ..bot import Bot
 from ..errors import ConfigError, WatchersError
 from ..handler import HandlerThread
 from ..models import Message
+from ..routing import Context, invoke, name_of
 from . import error_status, parse_rooms
 from ._process import BotSlot, Terminated, connect_and_listen, sigterm_raises
 
@@ -158,13 +159,19 @@ class _AppState:
         value = self.setting("WATCHERS_RUN_HANDLERS")
         return True if value is None else _truthy(value)
 
-    def dispatch(self, msg: Message) -> None:
-        """Call every handler with an app context pushed (a fresh one per message)."""
+    def dispatch(self, msg: Message, ctx: Context) -> None:
+        """Call every handler with an app context pushed (a fresh one per message).
+
+        Handlers (functions or a :class:`~watchers_bot.Router`) go through
+        :func:`watchers_bot.routing.invoke`; a returned string is sent as the reply.
+        """
         first: Optional[BaseException] = None
         with self.app.app_context():
             for handler in list(self.ext._handlers):
                 try:
-                    handler(msg)
+                    reply = invoke(handler, msg, ctx)
+                    if reply:
+                        ctx.bot.reply(msg, reply)
                 except Exception as exc:
                     if first is None:
                         first = exc
@@ -190,9 +197,15 @@ class _AppState:
                     self.start_error = "could not start; see the log"
                 return
             if handlers and rooms and not stop.is_set():
+                def dispatch(msg: Message, ctx: Context) -> None:
+                    self.dispatch(msg, ctx)
+
+                # The pool's error reports name this function: name the user's handlers.
+                names = ", ".join(name_of(h) for h in self.ext._handlers)
+                dispatch.__qualname__ = f"{names} (Flask app {self.app.name!r})"
                 try:
                     self.handler = bot.run_in_thread(
-                        self.dispatch, name=f"watchers-handler-{self.app.name}")
+                        dispatch, name=f"watchers-handler-{self.app.name}")
                 except Exception as exc:  # closed meanwhile
                     log.debug("handler thread not started: %s", exc)
 
@@ -310,6 +323,9 @@ class WatchersBot:
     def on_message(self, handler: H) -> H:
         """Decorator: call ``handler(message)`` for every message in ``WATCHERS_ROOMS``.
 
+        ``handler(message, ctx)`` and a :class:`~watchers_bot.Router` work too; a
+        returned string is sent as the reply in the message's room.
+
         Handlers run on the bot's handler thread (one per app and process), one
         message at a time, with an app context pushed for each message.  One
         that raises is logged and counted, and the loop goes on.
@@ -376,7 +392,7 @@ class WatchersBot:
                 click.echo(f"listening to {', '.join(rooms)}; Ctrl-C to stop", err=True)
                 for msg in bot.messages():
                     try:
-                        state.dispatch(msg)
+                        state.dispatch(msg, Context(bot, msg))
                     except Exception:
                         log.exception("the message handler raised on %r; going on", msg)
                 return 0

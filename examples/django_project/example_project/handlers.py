@@ -2,7 +2,7 @@
 
 from typing import Optional
 
-from watchers_bot import Message
+from watchers_bot import Context, Message, Router
 
 
 def pong(message: Message) -> Optional[str]:
@@ -17,3 +17,13 @@ def shout(message: Message) -> str:
     if message.text == "boom":
         raise RuntimeError("the handler failed on purpose")
     return message.text.upper()
+
+
+#: A Router is a handler too: ``runbot --handler example_project.handlers.router``.
+router = Router()
+
+
+@router.command("echo")
+def echo(message: Message, ctx: Context) -> str:
+    """``/echo some words`` answers ``some words``."""
+    return ctx.args

@@ -18,6 +18,7 @@ from watchers_bot.contrib._process import Terminated, connect_and_listen, sigter
 from watchers_bot.contrib.django import conf
 from watchers_bot.errors import WatchersError
 from watchers_bot.models import Message
+from watchers_bot.routing import Context, invoke
 
 log = logging.getLogger("watchers_bot")
 
@@ -97,8 +98,8 @@ class Command(BaseCommand):
     def _dispatch(self, bot: Any, handler: Callable[[Message], Any], msg: Message) -> None:
         close_old_connections()  # like a request: drop connections that went stale
         try:
-            result = handler(msg)
-            if isinstance(result, str) and result:
+            result = invoke(handler, msg, Context(bot, msg))  # a function or a Router
+            if result:
                 bot.reply(msg, result)
         except Exception:
             log.exception("the message handler raised on %r; going on", msg)

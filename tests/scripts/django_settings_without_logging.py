@@ -1,0 +1,6 @@
+"""The example project's settings with its LOGGING entry removed: a Django
+project that configures no logging for the library (tests/test_logging_defaults.py)."""
+
+from example_project.settings import *  # noqa: F403
+
+LOGGING = {}
