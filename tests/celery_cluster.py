@@ -1,19 +1,17 @@
-"""Real Celery worker processes and in-process listeners for the bridge tests and the bench."""
+"""Real Celery worker processes and bridge listener processes for the bridge tests and bench."""
 
 import contextlib
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
-
-from watchers_bot import Bot
 
 TESTS = Path(__file__).resolve().parent
 
 
-def worker_env(redis_url, emulator, token, key, *, sleep=0.0, lock_ttl=3.0):
+def cluster_env(redis_url, emulator, token, key, *, sleep=0.0, lock_ttl=2.0):
+    """The environment of every worker and listener process of one test."""
     env = dict(os.environ)
     env.update({
         "WATCHERS_TEST_REDIS": redis_url, "WATCHERS_TEST_SLEEP": str(sleep),
@@ -27,51 +25,52 @@ def worker_env(redis_url, emulator, token, key, *, sleep=0.0, lock_ttl=3.0):
     return env
 
 
-def start_worker(name, env, concurrency=1, log_dir=None):
-    """``celery worker --pool prefork`` in its own process group (so SIGKILL takes it all)."""
-    # The file stays open for the worker's life; the test's tmp dir removes it.
+def _spawn(args, name, env, log_dir):
+    # Its own session (process group), so one killpg takes a worker and its pool children.
     log = open(os.path.join(log_dir, f"{name}.log"), "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_bot_app", "worker", "--pool", "prefork",
-         "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "-l", "WARNING"],
-        cwd=str(TESTS), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    try:
+        return subprocess.Popen([sys.executable, *args], cwd=str(TESTS), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        if log_dir:
+            log.close()  # the child has its own copy
 
 
-def kill_group(process, sig=signal.SIGKILL):
+def start_worker(name, env, *, concurrency=1, log_dir=None):
+    """``celery worker --pool prefork`` with ``concurrency`` children."""
+    return _spawn(["-m", "celery", "-A", "celery_bot_app", "worker", "--pool", "prefork",
+                   "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
+                   "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+                  name, env, log_dir)
+
+
+def start_listener(name, env, rooms, *, shard=None, log_dir=None):
+    """A bridge listener process (``celery_listener.py``) on ``rooms`` (of ``shard``)."""
+    args = ["celery_listener.py"] + (["--shard", shard] if shard else []) + list(rooms)
+    return _spawn(args, name, env, log_dir)
+
+
+def kill_group(process, sig=signal.SIGKILL, timeout=15.0):
+    """Send ``sig`` to the process's group and wait (bounded) for it to end."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-    process.wait(timeout=15)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
-class Listener:
-    """A bridge listener on its own thread with its own bot."""
-
-    def __init__(self, bridge, emulator, token, key, rooms, shard=None):
-        self.bot = Bot(token, key, "bot-1", url=emulator.url, connect_timeout=5.0,
-                       ack_timeout=5.0, reconnect_delay=0.05, reconnect_delay_max=0.5,
-                       max_queue=None)
-        self.stop = threading.Event()
-        self.error = None
-        self.forwarded = 0
-        self._args = (bridge, rooms, shard)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        bridge, rooms, shard = self._args
+def stop_all(processes):
+    """SIGTERM everyone still running, then SIGKILL whoever is left after a few seconds."""
+    for p in processes:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+    for p in processes:
         try:
-            self.forwarded = bridge.listen(self.bot, rooms, shard=shard, stop=self.stop,
-                                           sweep_interval=1.0)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.bot.close()
+            p.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            kill_group(p)

@@ -7,11 +7,13 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from ... import protocol
 from ...bot import Bot
-from ...errors import ReceiveTimeout
+from ...errors import ConnectFailed, ReceiveTimeout, ServerError
+from ...models import Message
 from ...routing import Context, invoke
 from ...sharding import Shard
 from ._lanes import Lanes
@@ -19,6 +21,17 @@ from ._lanes import Lanes
 __all__ = ["TASK_NAME", "Bridge"]
 
 log = logging.getLogger("watchers_bot.celery")
+
+_bridges: "weakref.WeakSet[Bridge]" = weakref.WeakSet()
+
+
+def _reset_bridges_after_fork() -> None:
+    for bridge in list(_bridges):
+        bridge._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_bridges_after_fork)
 
 #: The name of the Celery task that drains a room's lane.
 TASK_NAME = "watchers_bot.drain_room"
@@ -53,6 +66,8 @@ class Bridge:
         claim_ttl: Optional[float] = None,
         reply_ttl: Optional[float] = None,
         queue: Optional[str] = None,
+        batch: Optional[int] = None,
+        resend_uncertain: Optional[bool] = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
@@ -70,6 +85,12 @@ class Bridge:
         self.claim_ttl = float(claim_ttl or conf.get("watchers_claim_ttl") or 86400.0)
         self.reply_ttl = float(reply_ttl or conf.get("watchers_reply_ttl") or 86400.0)
         self.queue = queue or conf.get("watchers_queue")
+        self.batch = int(batch or conf.get("watchers_batch") or 100)
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch}")
+        if resend_uncertain is None:
+            resend_uncertain = conf.get("watchers_resend_uncertain", True)
+        self.resend_uncertain = bool(resend_uncertain)
         self._bot_factory = bot_factory
         self._lanes: Optional[Lanes] = None
         self._lanes_pid = 0
@@ -81,6 +102,14 @@ class Bridge:
         from celery import signals
 
         signals.worker_process_shutdown.connect(self._close_bot, weak=False)
+        _bridges.add(self)
+
+    def _after_fork(self) -> None:
+        # A prefork child inherits the parent's objects, maybe mid-use by a thread that
+        # does not exist here: start this process's clients and lock afresh.
+        self._bot_lock = threading.Lock()
+        self._bot = None
+        self._lanes = None
 
     # ------------------------------------------------------------------ per process
 
@@ -112,10 +141,10 @@ class Bridge:
     def _make_bot(self) -> Bot:
         if self._bot_factory is not None:
             return self._bot_factory()
-        options = self.app.conf.get("watchers_bot")
-        if options:
-            return Bot(**dict(options))
-        return Bot.from_env()
+        # Celery's ``watchers_bot`` setting (Bot's keyword arguments) overrides the
+        # WATCHERS_* variables, which fill in the rest (the token, typically).
+        options = self.app.conf.get("watchers_bot") or {}
+        return Bot.from_env(**dict(options))
 
     def _close_bot(self, **_: Any) -> None:
         bot = self._bot
@@ -192,30 +221,40 @@ class Bridge:
         return self.drain(room_key)
 
     def drain(self, room_key: str) -> int:
-        """Handle the room's waiting messages in order, if no other worker is; how many."""
+        """Handle the room's waiting messages in order, if no other worker is; how many.
+
+        At most ``batch`` messages per call: then the room goes to the back of the queue
+        (a new task), so one busy room cannot hold a worker while others wait.
+        """
         lanes = self.lanes
         handled = 0
         while True:
             token = uuid.uuid4().hex
             if not lanes.acquire(room_key, token):
                 return handled  # its holder drains it, and re-checks after releasing
+            lease = _Lease(lanes, room_key, token)
             try:
-                while True:
+                while handled < self.batch and not lease.lost.is_set():
                     entry = lanes.head(room_key)
                     if entry is None:
                         break
-                    if not lanes.refresh(room_key, token):
-                        log.warning("lost the lock of room %s (a handler outlived lock_ttl)",
-                                    room_key)
-                        return handled
                     self._handle(room_key, entry["payload"], float(entry["at"]))
                     if not lanes.pop(room_key, token):
-                        log.warning("lost the lock of room %s while handling", room_key)
-                        return handled
+                        lease.lost.set()
+                        break
                     handled += 1
             finally:
+                lease.stop()
                 more = lanes.release(room_key, token)
+            if lease.lost.is_set():
+                log.warning("lost the lock of room %s (Redis unreachable for longer than "
+                            "lock_ttl?); its holder now may repeat the last message",
+                            room_key)
+                return handled
             if not more:
+                return handled
+            if handled >= self.batch:
+                self._kick(room_key)
                 return handled
 
     def _handle(self, room_key: str, payload: Mapping[str, Any], received_at: float) -> None:
@@ -225,6 +264,10 @@ class Bridge:
         except protocol.MalformedPayload as exc:
             lanes.count("malformed")
             log.error("dropped a malformed message of room %s: %s", room_key, exc)
+            return
+        record = lanes.reply_record(room_key, message.id)
+        if record is not None:
+            self._resume(room_key, message, record)
             return
         lanes.count("lag_sum_ms", int(max(0.0, time.time() - received_at) * 1000))
         bot = self.bot()
@@ -237,14 +280,70 @@ class Bridge:
             return
         finally:
             lanes.observe_handler(time.perf_counter() - started)
-        lanes.count("handled")
-        if reply is None:
+            lanes.count("handled")
+        if reply is not None:
+            self._reply(room_key, message, reply)
+
+    def _resume(self, room_key: str, message: Message, record: Mapping[str, Any]) -> None:
+        # This message was handled before (a re-run after a crash or a failed send): never
+        # run the handler again, finish its reply from the record.
+        state, text = record.get("state"), str(record.get("text", ""))
+        if state == "replied":
+            self.lanes.count("replies_suppressed")
             return
-        if lanes.was_replied(room_key, message.id):
-            lanes.count("replies_suppressed")
+        if state == "refused":  # the server said no; asking again would repeat it
             return
-        # If this raises (link lost, ack timeout) the message stays at the lane's head and
-        # is handled again: the reply may then be posted twice (its first fate was unknown).
-        bot.send(message.room_id, reply)
-        lanes.mark_replied(room_key, message.id)
+        if state == "sending":  # the worker stopped between send and record: fate unknown
+            self.lanes.note_uncertain(room_key, message.id)
+            if not self.resend_uncertain:
+                log.warning("not re-sending the reply to message %s of room %s: it may or "
+                            "may not have been posted (resend_uncertain is off)",
+                            message.id, room_key)
+                return
+            log.warning("re-sending the reply to message %s of room %s: the first attempt "
+                        "may have been posted too", message.id, room_key)
+        self._reply(room_key, message, text)
+
+    def _reply(self, room_key: str, message: Message, text: str) -> None:
+        lanes = self.lanes
+        lanes.set_reply(room_key, message.id, "sending", text)
+        try:
+            self.bot().send(message.room_id, text)
+        except ConnectFailed:
+            lanes.set_reply(room_key, message.id, "unsent", text)
+            raise  # nothing was sent; the message stays at the head, a later task retries
+        except ServerError as exc:
+            lanes.set_reply(room_key, message.id, "refused", text)
+            lanes.count("reply_errors")
+            log.error("the server refused the reply to message %s of room %s: %s",
+                      message.id, room_key, exc)
+            return
+        # AckTimeout, ConnectionLost, BotClosed: fate unknown, the record says "sending"
+        lanes.set_reply(room_key, message.id, "replied", text)
         lanes.count("replies")
+
+
+class _Lease:
+    """Keeps a room's lock alive while its holder works, on a thread of its own."""
+
+    def __init__(self, lanes: Lanes, room_key: str, token: str) -> None:
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._args = (lanes, room_key, token)
+        self._every = max(0.05, lanes.lock_ttl_ms / 3000.0)
+        self._thread = threading.Thread(target=self._run, name="watchers-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        lanes, room_key, token = self._args
+        while not self._stop.wait(self._every):
+            try:
+                if not lanes.refresh(room_key, token):
+                    self.lost.set()
+                    return
+            except Exception:  # Redis down: the lock may expire; the holder checks lost
+                log.warning("could not extend the lock of room %s", room_key, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

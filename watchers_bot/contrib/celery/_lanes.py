@@ -8,8 +8,13 @@ Every fact the bridge keeps lives under one key prefix (``watchers`` by default)
     The room's list of messages not yet handled, in the order they were claimed.
 ``{p}:lock:{project}:{room}``
     Which worker drains the lane now (a random token, with an expiry).
-``{p}:replied:{project}:{room}:{id}``
-    Set once the reply to that incoming message was acknowledged by the server.
+``{p}:reply:{project}:{room}:{id}``
+    The reply to that incoming message and its fate: ``sending`` (written before the send,
+    so a re-run knows the fate is unknown), ``unsent`` (the send failed before reaching the
+    server), ``refused`` (the server said no) or ``replied`` (the server acknowledged it).
+    Expires after ``reply_ttl``.
+``{p}:uncertain``
+    The latest message ids (``room_key:id``) whose reply was re-sent with its fate unknown.
 ``{p}:active``
     The lanes that may hold messages (swept by listeners so no lane is forgotten).
 ``{p}:stats``
@@ -23,6 +28,9 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 __all__ = ["HANDLER_BUCKETS", "Lanes"]
+
+#: How many uncertain message ids :meth:`Lanes.uncertain` keeps (the newest).
+UNCERTAIN_KEPT = 1000
 
 #: Upper bounds (seconds) of the handler-time histogram.
 HANDLER_BUCKETS: Tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -155,14 +163,31 @@ class Lanes:
         return bool(self._release(keys=[self.lock(room_key), self.lane(room_key), self.active],
                                   args=[token]))
 
-    def replied_key(self, room_key: str, message_id: Any) -> str:
-        return f"{self.prefix}:replied:{room_key}:{_part(message_id)}"
+    def reply_key(self, room_key: str, message_id: Any) -> str:
+        return f"{self.prefix}:reply:{room_key}:{_part(message_id)}"
 
-    def was_replied(self, room_key: str, message_id: Any) -> bool:
-        return bool(self.redis.exists(self.replied_key(room_key, message_id)))
+    def reply_record(self, room_key: str, message_id: Any) -> Optional[Dict[str, Any]]:
+        """``{"state": ..., "text": ...}`` of the reply to that message, if any was made."""
+        raw = self.redis.get(self.reply_key(room_key, message_id))
+        return None if raw is None else dict(json.loads(raw))
 
-    def mark_replied(self, room_key: str, message_id: Any) -> None:
-        self.redis.set(self.replied_key(room_key, message_id), "1", ex=self.reply_ttl)
+    def set_reply(self, room_key: str, message_id: Any, state: str, text: str) -> None:
+        """Record the reply to that message and its fate (see the module's key list)."""
+        record = json.dumps({"state": state, "text": text}, ensure_ascii=False)
+        self.redis.set(self.reply_key(room_key, message_id), record, ex=self.reply_ttl)
+
+    def note_uncertain(self, room_key: str, message_id: Any) -> None:
+        """Remember (and count) a message whose reply may have been posted already."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(f"{self.prefix}:uncertain", f"{room_key}:{_part(message_id)}")
+        pipe.ltrim(f"{self.prefix}:uncertain", 0, UNCERTAIN_KEPT - 1)
+        pipe.hincrby(self.stats_key, "replies_uncertain", 1)
+        pipe.execute()
+
+    def uncertain(self) -> List[str]:
+        """The latest ``room_key:id`` whose reply went out again with its fate unknown."""
+        return [k.decode() if isinstance(k, bytes) else str(k)
+                for k in self.redis.lrange(f"{self.prefix}:uncertain", 0, -1)]
 
     # ------------------------------------------------------------------ stats
 
