@@ -24,6 +24,8 @@ app.conf.update(
     watchers_bot={"connect_timeout": 5.0, "ack_timeout": 5.0, "reconnect_delay": 0.05,
                   "reconnect_delay_max": 0.5},
 )
+if os.environ.get("WATCHERS_TEST_METRICS_PORT"):
+    app.conf.watchers_metrics_port = int(os.environ["WATCHERS_TEST_METRICS_PORT"])
 SLEEP = float(os.environ.get("WATCHERS_TEST_SLEEP", "0"))
 
 

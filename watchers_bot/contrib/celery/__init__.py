@@ -8,5 +8,7 @@ from __future__ import annotations
 
 from ._bridge import TASK_NAME, Bridge
 from ._lanes import HANDLER_BUCKETS, Lanes
+from ._metrics import BridgeCollector, MetricsServer, serve_metrics
 
-__all__ = ["HANDLER_BUCKETS", "TASK_NAME", "Bridge", "Lanes"]
+__all__ = ["HANDLER_BUCKETS", "TASK_NAME", "Bridge", "BridgeCollector", "Lanes",
+           "MetricsServer", "serve_metrics"]

@@ -17,6 +17,7 @@ from ...models import Message
 from ...routing import Context, invoke
 from ...sharding import Shard
 from ._lanes import Lanes
+from ._metrics import BridgeCollector, MetricsServer, broker_client, serve_metrics
 
 __all__ = ["TASK_NAME", "Bridge"]
 
@@ -102,6 +103,8 @@ class Bridge:
         from celery import signals
 
         signals.worker_process_shutdown.connect(self._close_bot, weak=False)
+        signals.worker_ready.connect(self._serve_worker_metrics, weak=False)
+        self._metrics: Optional[MetricsServer] = None
         _bridges.add(self)
 
     def _after_fork(self) -> None:
@@ -150,6 +153,28 @@ class Bridge:
         bot = self._bot
         if bot is not None and self._bot_pid == os.getpid():
             bot.close()
+
+    # ------------------------------------------------------------------ metrics
+
+    def collector(self) -> BridgeCollector:
+        """A ``prometheus_client`` collector of this bridge (whole-deployment numbers)."""
+        queue = self.queue or self.app.conf.get("task_default_queue") or "celery"
+        broker = broker_client(self.app.conf.broker_url)
+        return BridgeCollector(self.lanes, broker=broker, queues=[queue])
+
+    def serve_metrics(self, port: int = 9464, *, host: str = "127.0.0.1",
+                      allowed_hosts: Iterable[str] = ()) -> MetricsServer:
+        """Serve ``/metrics`` (needs the ``metrics`` extra); see :func:`serve_metrics`."""
+        return serve_metrics(self, port, host=host, allowed_hosts=allowed_hosts)
+
+    def _serve_worker_metrics(self, **_: Any) -> None:
+        # In the worker's main process once it is ready, when watchers_metrics_port is set.
+        port = self.app.conf.get("watchers_metrics_port")
+        if port is None or self._metrics is not None:
+            return
+        host = self.app.conf.get("watchers_metrics_host") or "127.0.0.1"
+        self._metrics = self.serve_metrics(int(port), host=str(host))
+        log.info("metrics at %s", self._metrics.url)
 
     # ------------------------------------------------------------------ listener
 
