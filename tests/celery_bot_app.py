@@ -36,3 +36,9 @@ def answer(msg):
 
 
 bridge = Bridge(app, answer)
+
+if os.environ.get("WATCHERS_TEST_BOT_IN_PARENT"):
+    # The worker's main process makes (and connects) the bridge's bot before it forks its
+    # pool: each child must make its own instead of using the inherited one.
+    bridge.bot().connect()
+    bridge.lanes.redis.ping()
