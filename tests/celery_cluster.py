@@ -45,8 +45,9 @@ def start_worker(name, env, *, concurrency=1, log_dir=None):
 
 
 def start_listener(name, env, rooms, *, shard=None, log_dir=None):
-    """A bridge listener process (``celery_listener.py``) on ``rooms`` (of ``shard``)."""
-    args = ["celery_listener.py"] + (["--shard", shard] if shard else []) + list(rooms)
+    """A bridge listener process (``python -m watchers_bot.contrib.celery``) on ``rooms``."""
+    args = ["-m", "watchers_bot.contrib.celery", "celery_bot_app:bridge", *rooms,
+            "--sweep-interval", "0.5"] + (["--shard", shard] if shard else [])
     return _spawn(args, name, env, log_dir)
 
 

@@ -137,11 +137,12 @@ class Bridge:
         """
         with self._bot_lock:
             if self._bot is None or self._bot_pid != os.getpid() or self._bot.closed:
-                self._bot = self._make_bot()
+                self._bot = self.make_bot()
                 self._bot_pid = os.getpid()
             return self._bot
 
-    def _make_bot(self) -> Bot:
+    def make_bot(self) -> Bot:
+        """A new bot configured as the workers' is (the listener command uses it too)."""
         if self._bot_factory is not None:
             return self._bot_factory()
         # Celery's ``watchers_bot`` setting (Bot's keyword arguments) overrides the
@@ -234,9 +235,29 @@ class Bridge:
             except ReceiveTimeout:
                 continue
             last_message = time.monotonic()
-            if self.forward(msg.raw, msg.project, msg.room_id, msg.id):
+            if self._forward_until_done(msg, stop):
                 forwarded += 1
         return forwarded
+
+    def _forward_until_done(self, msg: Message, stop: Optional[threading.Event]) -> bool:
+        # Redis unreachable: keep the message and retry (the bot's inbox holds the rest)
+        # rather than lose it; a redundant listener may be forwarding it meanwhile.
+        import redis
+
+        delay = 0.1
+        while True:
+            try:
+                return self.forward(msg.raw, msg.project, msg.room_id, msg.id)
+            except redis.RedisError as exc:
+                log.warning("could not hand message %s of room %s to Redis (%s); retrying",
+                            msg.id, msg.room_id, exc)
+                if stop is not None and stop.wait(delay):
+                    log.error("stopped with message %s of room %s not handed on",
+                              msg.id, msg.room_id)
+                    return False
+                if stop is None:
+                    time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # ------------------------------------------------------------------ worker
 
