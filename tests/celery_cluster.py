@@ -25,11 +25,11 @@ def cluster_env(redis_url, emulator, token, key, *, sleep=0.0, lock_ttl=2.0):
     return env
 
 
-def _spawn(args, name, env, log_dir):
+def spawn(args, name, env, log_dir, cwd=TESTS):
     # Its own session (process group), so one killpg takes a worker and its pool children.
     log = open(os.path.join(log_dir, f"{name}.log"), "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
     try:
-        return subprocess.Popen([sys.executable, *args], cwd=str(TESTS), env=env, stdout=log,
+        return subprocess.Popen([sys.executable, *args], cwd=str(cwd), env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     finally:
         if log_dir:
@@ -38,7 +38,7 @@ def _spawn(args, name, env, log_dir):
 
 def start_worker(name, env, *, concurrency=1, log_dir=None):
     """``celery worker --pool prefork`` with ``concurrency`` children."""
-    return _spawn(["-m", "celery", "-A", "celery_bot_app", "worker", "--pool", "prefork",
+    return spawn(["-m", "celery", "-A", "celery_bot_app", "worker", "--pool", "prefork",
                    "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
                    "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
                   name, env, log_dir)
@@ -48,7 +48,7 @@ def start_listener(name, env, rooms, *, shard=None, log_dir=None):
     """A bridge listener process (``python -m watchers_bot.contrib.celery``) on ``rooms``."""
     args = ["-m", "watchers_bot.contrib.celery", "celery_bot_app:bridge", *rooms,
             "--sweep-interval", "0.5"] + (["--shard", shard] if shard else [])
-    return _spawn(args, name, env, log_dir)
+    return spawn(args, name, env, log_dir)
 
 
 def kill_group(process, sig=signal.SIGKILL, timeout=15.0):
