@@ -82,11 +82,27 @@ def test_missing_token_names_the_variable(redis_server, monkeypatch):  # noqa: F
         bridge.bot()
 
 
-def test_bad_arguments(redis_server):  # noqa: F811
-    app = Celery("wb3", broker=redis_server.url)
+def test_bad_arguments():
+    app = Celery("wb3", broker="redis://127.0.0.1:9/0")
     with pytest.raises(TypeError, match="handler"):
         Bridge(app, "not callable")
     with pytest.raises(ValueError, match="redis_url"):
         Bridge(Celery("wb4", broker="amqp://localhost//"), lambda msg: None)
     with pytest.raises(ValueError, match="batch"):
         Bridge(app, lambda msg: None, batch=-1)
+    app.conf.watchers_lock_ttl = "soon"
+    with pytest.raises(TypeError, match="lock_ttl"):
+        Bridge(app, lambda msg: None)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"lock_ttl": 0}, ValueError, "lock_ttl"),
+    ({"claim_ttl": "1"}, TypeError, "claim_ttl"),
+    ({"reply_ttl": -5}, ValueError, "reply_ttl"),
+    ({"batch": 0}, ValueError, "batch"),
+    ({"batch": 1.5}, TypeError, "batch"),
+])
+def test_bad_settings_name_themselves(kwargs, error, match):
+    # Constructing a bridge touches no network: nothing listens on this port.
+    with pytest.raises(error, match=match):
+        Bridge(Celery("wb5", broker="redis://127.0.0.1:9/0"), lambda msg: None, **kwargs)

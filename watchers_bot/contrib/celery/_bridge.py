@@ -11,7 +11,7 @@ import weakref
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from ... import protocol
-from ...bot import Bot
+from ...bot import Bot, _seconds
 from ...errors import ConnectFailed, ReceiveTimeout, ServerError
 from ...models import Message
 from ...routing import Context, invoke
@@ -38,6 +38,13 @@ if hasattr(os, "register_at_fork"):  # POSIX
 TASK_NAME = "watchers_bot.drain_room"
 
 
+def _setting(value: Any, conf: Any, name: str, default: float) -> float:
+    # The argument, else the Celery setting watchers_<name>, else the default.
+    if value is None:
+        value = conf.get(f"watchers_{name}", default)
+    return _seconds(value, name)
+
+
 class Bridge:
     """Run a handler (or a ``Router``) on Celery workers, each room in order, replies once.
 
@@ -51,8 +58,12 @@ class Bridge:
     arguments — ``watchers_lock_ttl``...), else ``broker_url`` for Redis and
     :meth:`Bot.from_env` for the bot.
 
-    ``lock_ttl`` (seconds) must exceed the longest a handler plus its reply can take: a
-    worker that holds a room longer loses it to another, and the room's order with it.
+    ``lock_ttl`` (seconds, 60) is how long the room of a worker that died stays locked (a
+    live worker renews its lock while its handler runs); ``claim_ttl`` and ``reply_ttl`` (a
+    day) how long claims and reply records are kept: longer than any redelivery. ``batch``
+    (100) messages at most per task, then the room queues again. ``resend_uncertain``
+    (``True``) re-sends a reply whose first attempt's fate is unknown (a worker killed
+    between the send and its record); ``False`` skips it. Both are counted and logged.
     """
 
     def __init__(
@@ -82,11 +93,13 @@ class Bridge:
                 f"when the broker is not Redis), got scheme of {self.redis_url.split(':')[0]!r}"
             )
         self.prefix = prefix or conf.get("watchers_prefix") or "watchers"
-        self.lock_ttl = float(lock_ttl or conf.get("watchers_lock_ttl") or 60.0)
-        self.claim_ttl = float(claim_ttl or conf.get("watchers_claim_ttl") or 86400.0)
-        self.reply_ttl = float(reply_ttl or conf.get("watchers_reply_ttl") or 86400.0)
+        self.lock_ttl = _setting(lock_ttl, conf, "lock_ttl", 60.0)
+        self.claim_ttl = _setting(claim_ttl, conf, "claim_ttl", 86400.0)
+        self.reply_ttl = _setting(reply_ttl, conf, "reply_ttl", 86400.0)
         self.queue = queue or conf.get("watchers_queue")
-        self.batch = int(batch or conf.get("watchers_batch") or 100)
+        self.batch = batch if batch is not None else conf.get("watchers_batch", 100)
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int):
+            raise TypeError(f"batch must be an int, not {type(self.batch).__name__}")
         if self.batch < 1:
             raise ValueError(f"batch must be at least 1, got {self.batch}")
         if resend_uncertain is None:
