@@ -205,3 +205,25 @@ def test_worker_killed_while_its_reply_waits_for_the_ack(redis_server, emu, proc
     assert [m.text for m in replies(emu)] == ["re:hello", "re:hello"]
     assert lanes.uncertain() == [f"proj:solo:{posted['message']['id']}"]
     assert lanes.stats()["replies_uncertain"] == 1
+
+
+def test_a_stopping_listener_hands_on_what_it_received(redis_server, emu):  # noqa: F811
+    import threading
+
+    from celery import Celery
+
+    from watchers_bot import Bot
+    from watchers_bot.contrib.celery import Bridge
+
+    bridge = Bridge(Celery("stopping", broker=redis_server.url), lambda msg: None)
+    with Bot(TOKEN, KEY, "bot-1", url=emu.url) as bot:
+        bot.listen("a")
+        for i in range(5):
+            emu.post("a", f"m{i}")
+        wait_until(lambda: bot.stats.queued == 5, 10, "5 messages in the bot's inbox")
+        stop = threading.Event()
+        stop.set()  # asked to stop before it even looked
+        assert bridge.listen(bot, ["a"], stop=stop) == 5
+    lanes = lanes_of(redis_server)
+    assert lanes.backlog()["proj:a"][0] == 5
+    assert lanes.stats()["messages_in"] == 5

@@ -34,6 +34,10 @@ def _reset_bridges_after_fork() -> None:
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_reset_bridges_after_fork)
 
+# How long a stopping listener waits for more messages already on their way.
+_FLUSH_WAIT = 0.05
+_FLUSH_FOR = 2.0
+
 #: The name of the Celery task that drains a room's lane.
 TASK_NAME = "watchers_bot.drain_room"
 
@@ -229,9 +233,10 @@ class Bridge:
         ``idle_timeout`` seconds. Every ``sweep_interval`` seconds it also re-sends work for
         lanes no worker holds (a worker died, or a listener died between claim and send).
         """
-        chosen = list(rooms) if shard is None else shard.select(rooms)
+        rooms = list(rooms)
+        chosen = rooms if shard is None else shard.select(rooms)
         if not chosen:
-            raise ValueError(f"no room of {list(rooms)!r} belongs to shard {shard}")
+            raise ValueError(f"no room of {rooms!r} belongs to shard {shard}")
         bot.listen(*chosen)
         forwarded = 0
         last_sweep = time.monotonic()
@@ -239,7 +244,7 @@ class Bridge:
         while stop is None or not stop.is_set():
             now = time.monotonic()
             if now - last_sweep >= sweep_interval:
-                self.sweep()
+                self._sweep_quietly()
                 last_sweep = now
             if idle_timeout is not None and now - last_message >= idle_timeout:
                 break
@@ -250,21 +255,43 @@ class Bridge:
             last_message = time.monotonic()
             if self._forward_until_done(msg, stop):
                 forwarded += 1
+        # Stopping: what the bot already received is handed on too, not dropped at close
+        # (for at most _FLUSH_FOR seconds, in case the rooms are busy).
+        end = time.monotonic() + _FLUSH_FOR
+        while time.monotonic() < end:
+            try:
+                msg = bot.receive(timeout=_FLUSH_WAIT)
+            except ReceiveTimeout:
+                return forwarded
+            if self._forward_until_done(msg, None, attempts=3):
+                forwarded += 1
         return forwarded
 
-    def _forward_until_done(self, msg: Message, stop: Optional[threading.Event]) -> bool:
+    def _sweep_quietly(self) -> None:
+        import redis
+
+        try:
+            self.sweep()
+        except redis.RedisError as exc:
+            log.warning("could not sweep the lanes (%s); retrying at the next sweep", exc)
+
+    def _forward_until_done(self, msg: Message, stop: Optional[threading.Event], *,
+                            attempts: Optional[int] = None) -> bool:
         # Redis unreachable: keep the message and retry (the bot's inbox holds the rest)
         # rather than lose it; a redundant listener may be forwarding it meanwhile.
         import redis
 
         delay = 0.1
+        tries = 0
         while True:
             try:
                 return self.forward(msg.raw, msg.project, msg.room_id, msg.id)
             except redis.RedisError as exc:
+                tries += 1
                 log.warning("could not hand message %s of room %s to Redis (%s); retrying",
                             msg.id, msg.room_id, exc)
-                if stop is not None and stop.wait(delay):
+                if (stop is not None and stop.wait(delay)) or (
+                        attempts is not None and tries >= attempts):
                     log.error("stopped with message %s of room %s not handed on",
                               msg.id, msg.room_id)
                     return False

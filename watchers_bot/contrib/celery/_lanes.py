@@ -97,20 +97,25 @@ class Lanes:
     # ------------------------------------------------------------------ keys
 
     def room_key(self, project: Optional[str], room_id: str) -> str:
+        """The key part naming a room of a project (``-`` for no project)."""
         return f"{_part(project or '-')}:{_part(room_id)}"
 
     def lane(self, room_key: str) -> str:
+        """The Redis key of the room's lane."""
         return f"{self.prefix}:lane:{room_key}"
 
     def lock(self, room_key: str) -> str:
+        """The Redis key of the room's lock."""
         return f"{self.prefix}:lock:{room_key}"
 
     @property
     def active(self) -> str:
+        """The Redis key of the set of lanes that may hold messages."""
         return f"{self.prefix}:active"
 
     @property
     def stats_key(self) -> str:
+        """The Redis key of the counters hash."""
         return f"{self.prefix}:stats"
 
     # ------------------------------------------------------------------ listener side
@@ -146,16 +151,20 @@ class Lanes:
     # ------------------------------------------------------------------ worker side
 
     def acquire(self, room_key: str, token: str) -> bool:
+        """Take the room's lock with ``token`` if nobody holds it."""
         return bool(self.redis.set(self.lock(room_key), token, nx=True, px=self.lock_ttl_ms))
 
     def refresh(self, room_key: str, token: str) -> bool:
+        """Extend the lock if ``token`` still holds it; whether it did."""
         return bool(self._refresh(keys=[self.lock(room_key)], args=[token, self.lock_ttl_ms]))
 
     def head(self, room_key: str) -> Optional[Dict[str, Any]]:
+        """The lane's first entry (``payload``, ``at``), or ``None`` when empty."""
         raw = self.redis.lindex(self.lane(room_key), 0)
         return None if raw is None else dict(json.loads(raw))
 
     def pop(self, room_key: str, token: str) -> bool:
+        """Remove the lane's head if ``token`` holds the lock; whether it did."""
         return bool(self._pop(keys=[self.lock(room_key), self.lane(room_key)], args=[token]))
 
     def release(self, room_key: str, token: str) -> bool:
@@ -164,6 +173,7 @@ class Lanes:
                                   args=[token]))
 
     def reply_key(self, room_key: str, message_id: Any) -> str:
+        """The Redis key of the reply record of that message."""
         return f"{self.prefix}:reply:{room_key}:{_part(message_id)}"
 
     def reply_record(self, room_key: str, message_id: Any) -> Optional[Dict[str, Any]]:
@@ -192,9 +202,11 @@ class Lanes:
     # ------------------------------------------------------------------ stats
 
     def count(self, field: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``field``."""
         self.redis.hincrby(self.stats_key, field, n)
 
     def observe_handler(self, seconds: float) -> None:
+        """Record one handler time in the histogram."""
         pipe = self.redis.pipeline(transaction=False)
         for bound in HANDLER_BUCKETS:
             if seconds <= bound:
@@ -204,6 +216,7 @@ class Lanes:
         pipe.execute()
 
     def stats(self) -> Dict[str, float]:
+        """Every counter (and histogram bucket) as a number."""
         raw = self.redis.hgetall(self.stats_key)
         out: Dict[str, float] = {}
         for key, value in raw.items():
