@@ -30,6 +30,8 @@ SLEEP = float(os.environ.get("WATCHERS_TEST_SLEEP", "0"))
 
 
 def answer(msg):
+    if msg.text.startswith("boom"):
+        raise RuntimeError("the handler blew up on purpose")
     if SLEEP:
         time.sleep(SLEEP)
     return f"re:{msg.text}"

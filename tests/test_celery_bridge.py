@@ -227,3 +227,21 @@ def test_a_stopping_listener_hands_on_what_it_received(redis_server, emu):  # no
     lanes = lanes_of(redis_server)
     assert lanes.backlog()["proj:a"][0] == 5
     assert lanes.stats()["messages_in"] == 5
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_handler_is_reported_and_its_room_goes_on(redis_server, emu, procs,  # noqa: F811
+                                                           tmp_path):
+    env = cluster_env(redis_server.url, emu, TOKEN, KEY)
+    procs.append(start_worker("w", env, log_dir=str(tmp_path)))
+    procs.append(start_listener("l", env, ["solo"], log_dir=str(tmp_path)))
+    emu.wait_for_listeners("solo", 1, timeout=30)
+    emu.post("solo", "boom")
+    emu.post("solo", "after")
+    emu.wait_for(lambda e: len(replies(e)) == 1, 30, what="the reply to 'after'")
+    assert [m.text for m in replies(emu)] == ["re:after"]
+    lanes = lanes_of(redis_server)
+    assert lanes.stats()["handler_errors"] == 1
+    log = (tmp_path / "w.log").read_text()
+    assert "the handler failed on message" in log
+    assert "RuntimeError: the handler blew up on purpose" in log  # with its traceback
