@@ -37,13 +37,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis(scratch: str, timeout: float = 10.0) -> RedisServer:
-    """Start redis-server in ``scratch``; return once it answers PING."""
+def start_redis(scratch: str, timeout: float = 10.0, port: int = 0) -> RedisServer:
+    """Start redis-server in ``scratch`` (on ``port``, else a free one); return once it
+    answers PING."""
     program = require("redis-server", what="the Celery/Redis tests")
     require_module("redis", extra="celery", what="the Celery/Redis tests")
     import redis
 
-    port = _free_port()
+    port = port or _free_port()
     process = subprocess.Popen(
         [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", scratch, "--protected-mode", "yes"],

@@ -245,3 +245,29 @@ def test_a_failing_handler_is_reported_and_its_room_goes_on(redis_server, emu, p
     log = (tmp_path / "w.log").read_text()
     assert "the handler failed on message" in log
     assert "RuntimeError: the handler blew up on purpose" in log  # with its traceback
+
+
+@pytest.mark.timeout(60)
+def test_listener_keeps_messages_while_redis_is_down(redis_server, emu, procs,  # noqa: F811
+                                                     tmp_path):
+    from redis_server import start_redis
+
+    env = cluster_env(redis_server.url, emu, TOKEN, KEY)
+    procs.append(start_worker("w", env, log_dir=str(tmp_path)))
+    procs.append(start_listener("l", env, ["solo"], log_dir=str(tmp_path)))
+    emu.wait_for_listeners("solo", 1, timeout=30)
+    emu.post("solo", "before")
+    emu.wait_for(lambda e: len(replies(e)) == 1, 30, what="the first reply")
+    redis_server.process.kill()  # Redis goes away (nothing persisted)
+    redis_server.process.wait(timeout=10)
+    for i in range(3):
+        emu.post("solo", f"during-{i}")
+    listener_log = tmp_path / "l.log"
+    wait_until(lambda: "could not hand message" in listener_log.read_text(), 20,
+               "the listener to find Redis gone")  # and keep the message, retrying
+    assert len(replies(emu)) == 1
+    back = start_redis(str(tmp_path), port=redis_server.port)
+    redis_server.process = back.process  # the fixture ends this one
+    emu.wait_for(lambda e: len(replies(e)) == 4, 40, what="the messages posted meanwhile")
+    assert [m.text for m in replies(emu)] == [
+        "re:before", "re:during-0", "re:during-1", "re:during-2"]
