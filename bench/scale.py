@@ -89,8 +89,6 @@ def main(argv: Any = None) -> int:
                         help="messages per run (rounded down to a multiple of 50 rooms)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so the workers, listener and redis-server are ended.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from redis_server import start_redis
 
@@ -118,4 +116,6 @@ def main(argv: Any = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C, so the workers, listener and redis-server are ended.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise SystemExit(main())

@@ -115,8 +115,9 @@ class Bridge:
         self._bot: Optional[Bot] = None
         self._bot_pid = 0
         self._bot_lock = threading.Lock()
+        # Plain JSON whatever the app's default serializer: no library object is pickled.
         self.task = app.task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True,
-                             ignore_result=True)(self._drain_task)
+                             ignore_result=True, serializer="json")(self._drain_task)
         from celery import signals
 
         signals.worker_process_shutdown.connect(self._close_bot, weak=False)
