@@ -186,10 +186,13 @@ class Bridge:
         """Serve ``/metrics`` (needs the ``metrics`` extra); see :func:`serve_metrics`."""
         return serve_metrics(self, port, host=host, allowed_hosts=allowed_hosts)
 
-    def _serve_worker_metrics(self, **_: Any) -> None:
-        # In the worker's main process once it is ready, when watchers_metrics_port is set.
+    def _serve_worker_metrics(self, sender: Any = None, **_: Any) -> None:
+        # In the worker's main process once it is ready, when watchers_metrics_port is set
+        # (and the worker is this bridge's app's: a process may hold several apps).
         port = self.app.conf.get("watchers_metrics_port")
         if port is None or self._metrics is not None:
+            return
+        if getattr(sender, "app", self.app) is not self.app:
             return
         host = self.app.conf.get("watchers_metrics_host") or "127.0.0.1"
         self._metrics = self.serve_metrics(int(port), host=str(host))
