@@ -359,18 +359,16 @@ class Bridge:
         if record is not None:
             self._resume(room_key, message, record)
             return
-        lanes.count("lag_sum_ms", int(max(0.0, time.time() - received_at) * 1000))
+        waited = time.time() - received_at
         bot = self.bot()
         started = time.perf_counter()
         try:
             reply = invoke(self.handler, message, Context(bot=bot, message=message))
         except Exception:
-            lanes.count("handler_errors")
+            lanes.record_handled(time.perf_counter() - started, waited, failed=True)
             log.exception("the handler failed on message %s of room %s", message.id, room_key)
             return
-        finally:
-            lanes.observe_handler(time.perf_counter() - started)
-            lanes.count("handled")
+        lanes.record_handled(time.perf_counter() - started, waited, failed=False)
         if reply is not None:
             self._reply(room_key, message, reply)
 
@@ -409,8 +407,7 @@ class Bridge:
                       message.id, room_key, exc)
             return
         # AckTimeout, ConnectionLost, BotClosed: fate unknown, the record says "sending"
-        lanes.set_reply(room_key, message.id, "replied", text)
-        lanes.count("replies")
+        lanes.mark_replied(room_key, message.id, text)
 
 
 class _Lease:

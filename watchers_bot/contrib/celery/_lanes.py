@@ -186,6 +186,14 @@ class Lanes:
         record = json.dumps({"state": state, "text": text}, ensure_ascii=False)
         self.redis.set(self.reply_key(room_key, message_id), record, ex=self.reply_ttl)
 
+    def mark_replied(self, room_key: str, message_id: Any, text: str) -> None:
+        """Record that the server acknowledged the reply, and count it."""
+        record = json.dumps({"state": "replied", "text": text}, ensure_ascii=False)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.reply_key(room_key, message_id), record, ex=self.reply_ttl)
+        pipe.hincrby(self.stats_key, "replies", 1)
+        pipe.execute()
+
     def note_uncertain(self, room_key: str, message_id: Any) -> None:
         """Remember (and count) a message whose reply may have been posted already."""
         pipe = self.redis.pipeline(transaction=False)
@@ -205,9 +213,14 @@ class Lanes:
         """Add ``n`` to the counter ``field``."""
         self.redis.hincrby(self.stats_key, field, n)
 
-    def observe_handler(self, seconds: float) -> None:
-        """Record one handler time in the histogram."""
+    def record_handled(self, seconds: float, waited: float, failed: bool) -> None:
+        """Count one handler call (its time in the histogram, the message's wait in its
+        lane, whether it raised) in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.stats_key, "handled", 1)
+        pipe.hincrby(self.stats_key, "lag_sum_ms", int(max(0.0, waited) * 1000))
+        if failed:
+            pipe.hincrby(self.stats_key, "handler_errors", 1)
         for bound in HANDLER_BUCKETS:
             if seconds <= bound:
                 pipe.hincrby(self.stats_key, f"handler_le_{bound:g}", 1)
