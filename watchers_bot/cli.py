@@ -57,6 +57,7 @@ from .errors import (
 )
 from .models import Message
 from .regions import DEFAULT_REGION, resolve_url
+from .sharding import Shard
 
 __all__ = ["main"]
 
@@ -113,6 +114,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -266,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--include-own", action="store_true", default=False,
         help="also print the bot's own messages (default: when the bot id is set, by "
         "--bot-id or WATCHERS_BOT_ID, the bot's own messages are not printed)",
+    )
+    listen.add_argument(
+        "--shard", metavar="I/N", type=_shard, default=None,
+        help="listen only to the given rooms that belong to shard I of N (stable crc32 of "
+        "the room id; run N listeners with 0/N .. N-1/N to split the rooms)",
     )
     _add_credentials(listen)
 
@@ -471,9 +484,13 @@ def _tls_overrides(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _cmd_listen(args: argparse.Namespace, secrets_: _Secrets) -> int:
+    own = args.rooms if args.shard is None else args.shard.select(args.rooms)
+    if not own:
+        print(f"{PROG} listen: none of the rooms belongs to shard {args.shard}", file=sys.stderr)
+        return EXIT_USAGE
     with _bot_from_args(args, secrets_) as bot:
-        bot.listen(*args.rooms)
-        rooms = ", ".join(args.rooms)
+        bot.listen(*own)
+        rooms = ", ".join(own)
         _status(args, f"listening to {rooms} on {bot.url} (Ctrl-C to stop)")
 
         # The loss is the library's warning; say when it is over too.  The bot
