@@ -61,6 +61,7 @@ import click
 from flask import Flask, Response, current_app, has_request_context, jsonify
 from flask.cli import AppGroup
 
+from .. import settings
 from ..bot import Bot
 from ..errors import ConfigError, WatchersError
 from ..handler import HandlerThread
@@ -75,24 +76,8 @@ log = logging.getLogger("watchers_bot")
 
 EXTENSION_KEY = "watchers_bot"
 
-#: Bot arguments and the config key (and environment variable) each comes from.
-_CONFIG = {
-    "token": "WATCHERS_TOKEN",
-    "api_key": "WATCHERS_API_KEY",
-    "bot_id": "WATCHERS_BOT_ID",
-    "region": "WATCHERS_REGION",
-    "url": "WATCHERS_URL",
-}
-_REQUIRED = ("token", "api_key")
-
 Handler = Callable[[Message], object]
 H = TypeVar("H", bound=Handler)
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off")
-    return bool(value)
 
 
 def _cli_without_server() -> bool:
@@ -124,25 +109,19 @@ class _AppState:
         self.handler: Optional[HandlerThread] = None
         self.start_error: Optional[str] = None
 
+    @property
+    def layers(self) -> List[settings.Layer]:
+        """``app.config`` (under the variable's name), then the environment."""
+        config = settings.Layer(lambda s: self.app.config.get(s.env),
+                                lambda s: f"app.config[{s.env!r}]")
+        return [config, settings.env_layer()]
+
     def setting(self, key: str) -> Any:
-        value = self.app.config.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            value = os.environ.get(key)
-        if isinstance(value, str):
-            value = value.strip() or None
-        return value
+        return settings.lookup(settings.get(key), self.layers).value
 
     def make_bot(self) -> Bot:
-        kwargs: Dict[str, Any] = {}
-        for arg, key in _CONFIG.items():
-            value = self.setting(key)
-            if value is not None:
-                kwargs[arg] = value
-        for arg in _REQUIRED:
-            if arg not in kwargs:
-                raise ConfigError(
-                    f"{_CONFIG[arg]} is not set: put it in app.config or the environment"
-                )
+        kwargs = settings.bot_arguments(
+            self.layers, lambda s: "put it in app.config or the environment")
         options = self.app.config.get("WATCHERS_OPTIONS") or {}
         if not isinstance(options, dict):
             raise ConfigError("WATCHERS_OPTIONS must be a dict of Bot arguments")
@@ -152,12 +131,11 @@ class _AppState:
 
     @property
     def rooms(self) -> Tuple[str, ...]:
-        return parse_rooms(self.setting("WATCHERS_ROOMS"), "WATCHERS_ROOMS")
+        return parse_rooms(self.setting("ROOMS"), "WATCHERS_ROOMS")
 
     @property
     def run_handlers(self) -> bool:
-        value = self.setting("WATCHERS_RUN_HANDLERS")
-        return True if value is None else _truthy(value)
+        return settings.flag(self.setting("RUN_HANDLERS"))
 
     def dispatch(self, msg: Message, ctx: Context) -> None:
         """Call every handler with an app context pushed (a fresh one per message).
