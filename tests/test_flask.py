@@ -520,3 +520,30 @@ def test_a_router_is_a_flask_handler_and_its_returned_text_the_reply(emulator, c
         assert router.unmatched == 1
     finally:
         ext.close(app)
+
+
+@pytest.mark.parametrize(("workers", "answer"), [("2", "met b"), ("1", "alone")])
+def test_flask_watchers_run_workers_handle_rooms_at_once(emulator, workers, answer):
+    scripts = ROOT / "tests" / "scripts"
+    env = subprocess_env(emulator, WATCHERS_ROOMS="room-a,room-b",
+                         PYTHONPATH=os.pathsep.join([str(ROOT), str(scripts)]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "rendezvous:create_app", "watchers", "run",
+         "--workers", workers],
+        env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        emulator.wait_for_listeners("room-b", timeout=PROC_TIMEOUT)
+        # Server order: room-a first.  One worker starts it and room-b waits behind it.
+        emulator.post("room-a", "wait for b")
+        emulator.post("room-b", "here")
+        sent = emulator.wait_for_sent(2, timeout=15)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=PROC_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=PROC_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert {s.room_id: s.text for s in sent} == {"room-a": answer, "room-b": "b here"}
+
