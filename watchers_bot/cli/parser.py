@@ -7,12 +7,13 @@ Imports only the standard library and :mod:`watchers_bot.settings`: parsing
 from __future__ import annotations
 
 import argparse
+from typing import Dict, Tuple
 
 from .. import __version__, settings
 
 __all__ = [
     "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "PROG",
-    "Failure", "build_parser",
+    "Failure", "build_parser", "command_parser",
 ]
 
 PROG = "watchers-bot"
@@ -123,6 +124,15 @@ def _add_output_options(parser: argparse.ArgumentParser, *, default: bool) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``watchers-bot`` (exposed for documentation and tests)."""
+    return _build()[0]
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (its ``--help`` is generated into the docs)."""
+    return _build()[1][name]
+
+
+def _build() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Command-line client and local emulator for the Watchers.io bot API.",
@@ -260,4 +270,5 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds each check may take (default 10)",
     )
     _add_credentials(doctor)
-    return parser
+    return parser, {"demo": demo, "serve": serve, "listen": listen, "send": send, "post": post,
+                    "doctor": doctor}
