@@ -23,7 +23,7 @@ import django
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "examples" / "django_project"
 PROC_TIMEOUT = 20.0
 FAST = {"connect_timeout": 3.0, "ack_timeout": 3.0, "reconnect_delay": 0.05,

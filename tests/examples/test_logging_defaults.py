@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "logging_user.py"
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "logging_user.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(setup, scenario):

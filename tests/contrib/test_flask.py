@@ -26,7 +26,7 @@ pytest.importorskip("flask")
 from watchers_bot import Bot, ConfigError
 from watchers_bot.contrib.flask import WatchersBot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = ROOT / "examples" / "flask_app" / "app.py"
 PROC_TIMEOUT = 20.0
 
