@@ -595,6 +595,17 @@ def test_exit_codes_of_python_m(procs: Callable[..., Proc]) -> None:
     _assert_one_error_line("\n".join(missing.stderr), "WATCHERS_TOKEN")
 
 
+def test_a_blank_option_is_a_usage_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHERS_TOKEN", "token-from-the-environment")
+    monkeypatch.setenv("WATCHERS_API_KEY", API_KEY)
+    assert main(["send", "r", "hi", "--bot-id", "b", "--token", " "]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err, "--token is empty")
+    assert "token-from-the-environment" not in err
+
+
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["listen", "--help"], []])
 def test_parsing_imports_no_client(argv: List[str]) -> None:
     # --version, --help and usage errors answer without loading socketio, engineio or

@@ -30,6 +30,11 @@ def bot_from_args(args: argparse.Namespace, secrets: Secrets, *,
 
     sources = layers(args)
     secrets.add(*settings.secret_values(sources))
+    for setting in settings.BOT_SETTINGS:  # an option given blank is a mistake, not "unset"
+        value = getattr(args, setting.argument or "", None)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"{setting.option} is empty: give a value or leave the option "
+                             f"out (then {setting.env} is used)")
     need = settings.REQUIRED + ((settings.get("BOT_ID"),) if needs_bot_id else ())
     kwargs = settings.bot_arguments(
         sources, lambda s: f"export it or pass {s.option} ({s.why})", need=need)
