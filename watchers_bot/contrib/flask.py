@@ -157,7 +157,7 @@ class _AppState:
                     else:
                         log.exception("message handler %r raised on %r", handler, msg)
         if first is not None:
-            raise first  # logged and counted by the handler thread
+            raise first  # logged and counted by the handler pool
 
     def pooled_handler(self) -> Callable[[Message, Context], None]:
         """:meth:`dispatch` as a handler of the bot's pool, named after the user's handlers
