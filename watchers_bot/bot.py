@@ -317,28 +317,17 @@ class Bot:
         arguments override them and are passed on to :class:`Bot`.  A missing
         required variable raises :class:`ConfigError` naming it.
         """
-        env = os.environ if environ is None else environ
-        kwargs: Dict[str, Any] = {}
-        blank: Dict[str, str] = {}
-        for name, var in _ENV.items():
-            value = env.get(var)
-            if value is not None and value.strip():
-                kwargs[name] = value.strip()
-            elif value is not None:
-                blank[name] = value
-        kwargs.update(overrides)
-        for name in ("token", "api_key"):
-            if kwargs.get(name) is None and name in blank:
-                how = " (only whitespace)" if blank[name] else ""
-                raise ConfigError(
-                    f"{_ENV[name]} is set but empty{how}: export its value "
-                    f"(or pass {name}=) to configure the bot"
-                )
-        for name in ("token", "api_key"):
-            if kwargs.get(name) is None:
-                raise ConfigError(
-                    f"{_ENV[name]} is not set: export it (or pass {name}=) to configure the bot"
-                )
+        from . import settings
+
+        # ``token=None`` (say, an unset CLI option) means "not given": the variable counts.
+        named = {s.argument for s in settings.BOT_SETTINGS}
+        given = {k: v for k, v in overrides.items() if v is not None or k not in named}
+        kwargs = settings.bot_arguments(
+            [settings.env_layer(environ)],
+            lambda s: f"export it (or pass {s.argument}=) to configure the bot",
+            need=[s for s in settings.REQUIRED if s.argument not in given],
+        )
+        kwargs.update(given)
         token = kwargs.pop("token")
         api_key = kwargs.pop("api_key")
         bot_id = kwargs.pop("bot_id", None)

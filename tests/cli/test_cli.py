@@ -595,6 +595,34 @@ def test_exit_codes_of_python_m(procs: Callable[..., Proc]) -> None:
     _assert_one_error_line("\n".join(missing.stderr), "WATCHERS_TOKEN")
 
 
+def test_a_blank_option_is_a_usage_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHERS_TOKEN", "token-from-the-environment")
+    monkeypatch.setenv("WATCHERS_API_KEY", API_KEY)
+    assert main(["send", "r", "hi", "--bot-id", "b", "--token", " "]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err, "--token is empty")
+    assert "token-from-the-environment" not in err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["listen", "--help"], []])
+def test_parsing_imports_no_client(argv: List[str]) -> None:
+    # --version, --help and usage errors answer without loading socketio, engineio or
+    # websocket-client (about 0.4 s): the commands import the client when they run.
+    code = (
+        "import sys\n"
+        "from watchers_bot.cli import main\n"
+        f"code = main({argv!r})\n"
+        "heavy = {'socketio', 'engineio', 'websocket', 'watchers_bot.bot'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert code in (0, 2), code\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+
+
 def test_bad_token_subprocess(emu: Emulator, procs: Callable[..., Proc]) -> None:
     bad = "definitely-wrong-token-77"
     result = run(procs, "send", "r", "hi", "--token", bad, env={
