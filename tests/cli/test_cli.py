@@ -387,6 +387,36 @@ def test_listen_include_own_prints_the_bots_own_messages(
     assert texts == ["from myself", "from a human"]
 
 
+def test_listen_shard_listens_only_to_its_rooms(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # crc32: of a..e, shard 0/2 owns d and e.
+    def human() -> None:
+        emu.wait_for_listeners("d", 1, timeout=WAIT)
+        emu.post("d", "for shard 0")
+
+    poster = threading.Thread(target=human, daemon=True)
+    poster.start()
+    assert main(["listen", "a", "b", "d", "--shard", "0/2", "--count", "1",
+                 "--timeout", str(WAIT)]) == 0
+    poster.join(WAIT)
+    assert not poster.is_alive()
+    assert not emu.listeners("a")
+    assert not emu.listeners("b")
+    captured = capsys.readouterr()
+    assert [json.loads(line)["message"]["text"] for line in captured.out.splitlines()] == [
+        "for shard 0"]
+    assert "listening to d on" in captured.err
+
+
+def test_listen_shard_owning_none_of_the_rooms_is_a_usage_error(
+    creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["listen", "a", "b", "--shard", "0/2"]) == 2
+    assert "none of the rooms belongs to shard" in capsys.readouterr().err
+    assert main(["listen", "a", "--shard", "2/2"]) == 2  # index out of range: argparse
+
+
 def test_listen_says_when_the_link_is_back_after_it_was_lost(
     emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
