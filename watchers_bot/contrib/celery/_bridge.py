@@ -11,10 +11,11 @@ import weakref
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from ... import protocol
-from ...bot import Bot, _seconds
+from ...bot import Bot
 from ...errors import ConnectFailed, ReceiveTimeout, ServerError
 from ...models import Message
 from ...routing import Context, invoke
+from ...settings import seconds as _seconds
 from ...sharding import Shard
 from ._lanes import Lanes
 from ._metrics import BridgeCollector, MetricsServer, broker_client, serve_metrics
