@@ -9,6 +9,9 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
+# The credentials every worker, listener and emulator of the bridge tests share.
+TOKEN, KEY = "cluster-token", "cluster-key"
+
 
 def cluster_env(redis_url, emulator, token, key, *, sleep=0.0, lock_ttl=2.0):
     """The environment of every worker and listener process of one test."""

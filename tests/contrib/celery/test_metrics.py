@@ -7,33 +7,16 @@ import urllib.error
 import urllib.request
 
 import pytest
-from redis_server import redis_server  # noqa: F401  (a fixture)
 from requirements import require_module
 
 require_module("celery", extra="celery", what="the Celery metrics tests")
 require_module("prometheus_client", extra="metrics", what="the Celery metrics tests")
 
 from celery import Celery  # noqa: E402
-from celery_cluster import cluster_env, start_listener, start_worker, stop_all  # noqa: E402
+from celery_cluster import KEY, TOKEN, cluster_env, start_listener, start_worker  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from watchers_bot.contrib.celery import Bridge  # noqa: E402
-from watchers_bot.emulator import Emulator  # noqa: E402
-
-TOKEN, KEY = "metrics-token", "metrics-key"
-
-
-@pytest.fixture
-def emu():
-    with Emulator(tokens=[TOKEN], api_keys=[KEY], project="proj") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    stop_all(started)
 
 
 def scrape(url, host=None):
@@ -65,7 +48,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def test_backlog_then_handled_and_answered(redis_server, emu, procs, tmp_path):  # noqa: F811
+def test_backlog_then_handled_and_answered(redis_server, emu, procs, tmp_path):
     bridge = Bridge(Celery("metrics_test", broker=redis_server.url), lambda msg: None)
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
     procs.append(start_listener("l", env, ["a", "b"], log_dir=str(tmp_path)))

@@ -14,7 +14,7 @@ from celery_cluster import cluster_env, spawn, stop_all  # noqa: E402
 
 from watchers_bot.emulator import Emulator  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "celery_deploy"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "celery_deploy"
 
 
 @pytest.mark.timeout(60)

@@ -7,38 +7,23 @@ import collections
 import time
 
 import pytest
-from redis_server import redis_server  # noqa: F401  (a fixture)
 from requirements import require_module
 
 require_module("celery", extra="celery", what="the Celery bridge tests")
 
 from celery_cluster import (  # noqa: E402
+    KEY,
+    TOKEN,
     cluster_env,
     kill_group,
     start_listener,
     start_worker,
-    stop_all,
 )
 
-from watchers_bot.emulator import EVENT_SEND, Emulator  # noqa: E402
-
-TOKEN, KEY = "cluster-token", "cluster-key"
+from watchers_bot.emulator import EVENT_SEND  # noqa: E402
 
 
-@pytest.fixture
-def emu():
-    with Emulator(tokens=[TOKEN], api_keys=[KEY], project="proj") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    stop_all(started)
-
-
-def lanes_of(redis_server):  # noqa: F811
+def lanes_of(redis_server):
     from watchers_bot.contrib.celery import Lanes
 
     return Lanes(redis_server.client())
@@ -90,7 +75,7 @@ def check_answers(emu, rooms, rounds, ids, uncertain):
 
 
 @pytest.mark.timeout(90)
-def test_two_shards_three_workers_one_killed(redis_server, emu, procs, tmp_path):  # noqa: F811
+def test_two_shards_three_workers_one_killed(redis_server, emu, procs, tmp_path):
     rooms = [f"room-{n}" for n in range(50)]
     rounds = 40  # 2,000 messages
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
@@ -122,7 +107,7 @@ def test_two_shards_three_workers_one_killed(redis_server, emu, procs, tmp_path)
 
 
 @pytest.mark.timeout(90)
-def test_redundant_listeners_one_killed(redis_server, emu, procs, tmp_path):  # noqa: F811
+def test_redundant_listeners_one_killed(redis_server, emu, procs, tmp_path):
     rooms = [f"r{n}" for n in range(20)]
     rounds = 30  # 600 messages, each received by both listeners until one dies
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
@@ -154,7 +139,7 @@ def test_redundant_listeners_one_killed(redis_server, emu, procs, tmp_path):  # 
     assert stats["replies"] == 600
 
 
-def _one_room_state(redis_server, emu, state):  # noqa: F811
+def _one_room_state(redis_server, emu, state):
     """Leave Redis as a worker killed mid-message leaves it: the message at its lane's
     head, its reply recorded as ``state``; a second message behind it."""
     lanes = lanes_of(redis_server)
@@ -168,7 +153,7 @@ def _one_room_state(redis_server, emu, state):  # noqa: F811
 
 
 @pytest.mark.parametrize(("state", "posts_of_first"), [("replied", 0), ("sending", 1)])
-def test_a_task_re_run_after_a_crash(redis_server, emu, procs, tmp_path, state,  # noqa: F811
+def test_a_task_re_run_after_a_crash(redis_server, emu, procs, tmp_path, state,
                                      posts_of_first):
     lanes, room_key, first = _one_room_state(redis_server, emu, state)
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
@@ -189,7 +174,7 @@ def test_a_task_re_run_after_a_crash(redis_server, emu, procs, tmp_path, state, 
 
 
 @pytest.mark.timeout(60)
-def test_worker_killed_while_its_reply_waits_for_the_ack(redis_server, emu, procs,  # noqa: F811
+def test_worker_killed_while_its_reply_waits_for_the_ack(redis_server, emu, procs,
                                                          tmp_path):
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
     worker = start_worker("w0", env, log_dir=str(tmp_path))
@@ -207,7 +192,7 @@ def test_worker_killed_while_its_reply_waits_for_the_ack(redis_server, emu, proc
     assert lanes.stats()["replies_uncertain"] == 1
 
 
-def test_a_stopping_listener_hands_on_what_it_received(redis_server, emu):  # noqa: F811
+def test_a_stopping_listener_hands_on_what_it_received(redis_server, emu):
     import threading
 
     from celery import Celery
@@ -230,7 +215,7 @@ def test_a_stopping_listener_hands_on_what_it_received(redis_server, emu):  # no
 
 
 @pytest.mark.timeout(60)
-def test_a_failing_handler_is_reported_and_its_room_goes_on(redis_server, emu, procs,  # noqa: F811
+def test_a_failing_handler_is_reported_and_its_room_goes_on(redis_server, emu, procs,
                                                            tmp_path):
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
     procs.append(start_worker("w", env, log_dir=str(tmp_path)))
@@ -248,7 +233,7 @@ def test_a_failing_handler_is_reported_and_its_room_goes_on(redis_server, emu, p
 
 
 @pytest.mark.timeout(60)
-def test_listener_keeps_messages_while_redis_is_down(redis_server, emu, procs,  # noqa: F811
+def test_listener_keeps_messages_while_redis_is_down(redis_server, emu, procs,
                                                      tmp_path):
     from redis_server import start_redis
 

@@ -2,36 +2,19 @@
 afresh in each prefork child, configured from Celery settings and ``WATCHERS_*``."""
 
 import pytest
-from redis_server import redis_server  # noqa: F401  (a fixture)
 from requirements import require_module
 
 require_module("celery", extra="celery", what="the Celery bridge tests")
 
 from celery import Celery  # noqa: E402
-from celery_cluster import cluster_env, start_listener, start_worker, stop_all  # noqa: E402
+from celery_cluster import KEY, TOKEN, cluster_env, start_listener, start_worker  # noqa: E402
 
 from watchers_bot import ConfigError  # noqa: E402
 from watchers_bot.contrib.celery import Bridge  # noqa: E402
-from watchers_bot.emulator import Emulator  # noqa: E402
-
-TOKEN, KEY = "wb-token", "wb-key"
-
-
-@pytest.fixture
-def emu():
-    with Emulator(tokens=[TOKEN], api_keys=[KEY], project="proj") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    stop_all(started)
 
 
 @pytest.mark.timeout(60)
-def test_one_bot_per_pool_child_never_the_parents(redis_server, emu, procs, tmp_path):  # noqa: F811
+def test_one_bot_per_pool_child_never_the_parents(redis_server, emu, procs, tmp_path):
     env = cluster_env(redis_server.url, emu, TOKEN, KEY)
     procs.append(start_worker("w", dict(env, WATCHERS_TEST_BOT_IN_PARENT="1"), concurrency=2,
                               log_dir=str(tmp_path)))
@@ -53,7 +36,7 @@ def test_one_bot_per_pool_child_never_the_parents(redis_server, emu, procs, tmp_
     assert parent <= set(emu.clients)  # the children did not close the parent's link
 
 
-def test_bot_from_celery_settings_and_env(redis_server, emu, monkeypatch):  # noqa: F811
+def test_bot_from_celery_settings_and_env(redis_server, emu, monkeypatch):
     monkeypatch.setenv("WATCHERS_TOKEN", TOKEN)
     monkeypatch.setenv("WATCHERS_API_KEY", KEY)
     monkeypatch.setenv("WATCHERS_URL", "https://bot.watchers.io/")  # the setting wins
@@ -74,7 +57,7 @@ def test_bot_from_celery_settings_and_env(redis_server, emu, monkeypatch):  # no
     bridge.bot().close()
 
 
-def test_missing_token_names_the_variable(redis_server, monkeypatch):  # noqa: F811
+def test_missing_token_names_the_variable(redis_server, monkeypatch):
     monkeypatch.delenv("WATCHERS_TOKEN", raising=False)
     monkeypatch.setenv("WATCHERS_API_KEY", KEY)
     bridge = Bridge(Celery("wb2", broker=redis_server.url), lambda msg: None)
