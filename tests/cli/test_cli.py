@@ -37,25 +37,6 @@ PROC_TIMEOUT = 20.0  # the longest any subprocess may run
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("WATCHERS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    """An emulator accepting TOKEN and API_KEY, in this process."""
-    server = Emulator(tokens=[TOKEN], api_keys=[API_KEY]).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def creds(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
     """WATCHERS_* variables pointing at ``emu``, set in this process; returned for subprocesses."""
