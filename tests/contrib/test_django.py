@@ -7,6 +7,7 @@ in a subprocess.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -34,9 +35,14 @@ ENV_NAMES = ("WATCHERS_TOKEN", "WATCHERS_API_KEY", "WATCHERS_BOT_ID", "WATCHERS_
 
 @pytest.fixture(scope="module", autouse=True)
 def django_project():
-    """The example project's settings, loaded once in this process."""
+    """The example project's settings, loaded once in this process.
+
+    ``django.setup()`` applies the project's LOGGING (the library's logger at WARNING, with a
+    console handler); that is put back afterwards so later tests see the library's defaults."""
     sys.path.insert(0, str(PROJECT))
     previous = os.environ.get("DJANGO_SETTINGS_MODULE")
+    library_logger = logging.getLogger("watchers_bot")
+    saved = (library_logger.level, list(library_logger.handlers), library_logger.propagate)
     os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
     try:
         django.setup()
@@ -49,6 +55,9 @@ def django_project():
             os.environ.pop("DJANGO_SETTINGS_MODULE", None)
         else:
             os.environ["DJANGO_SETTINGS_MODULE"] = previous
+        library_logger.setLevel(saved[0])
+        library_logger.handlers[:] = saved[1]
+        library_logger.propagate = saved[2]
 
 
 @pytest.fixture
