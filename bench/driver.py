@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
@@ -33,6 +33,7 @@ os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 WAIT = 120.0  # the longest any single wait in a workload may take
 SEND_ROOM = "bench-send"  # nobody listens to it: sends are not echoed back
 BOT_ID = "bench-bot"
+RELISTEN_BACKOFF = 0.02  # the rooms bot's reconnect_delay (the default is 0.5 s)
 
 
 def out(obj: Dict[str, Any]) -> None:
@@ -65,13 +66,57 @@ class Ours:
 
         # connect_once() and hold() open a second bot with the same credentials on purpose
         warnings.simplefilter("ignore", DuplicateBotWarning)
-        self._make = lambda: Bot(token, api_key, BOT_ID, url=url, max_queue=0,
-                                 connect_timeout=30, ack_timeout=30)
+        self._make = lambda **kw: Bot(token, api_key, BOT_ID, url=url, max_queue=0,
+                                      connect_timeout=30, ack_timeout=30, **kw)
         self.bot = self._make()
         self.bot.connect()
+        self._rooms_bot: Any = None
 
     def close(self) -> None:
+        self.close_rooms()
         self.bot.close()
+
+    # many rooms (bench/rooms.py) -------------------------------------------
+    def listen_many(self, rooms: List[str], mode: str) -> Tuple[int, float]:
+        """On a new bot: listen to every room (``args``: one ``listen(*rooms)``;
+        ``loop``: ``listen(room)`` per room); returns (rooms acked, seconds)."""
+        self.close_rooms()
+        # A short first backoff step, so that re-listening, not the wait before
+        # reconnecting, is what bench/rooms.py times after a drop.
+        bot = self._rooms_bot = self._make(reconnect_delay=RELISTEN_BACKOFF)
+        bot.connect()
+        t0 = time.perf_counter()
+        if mode == "args":
+            bot.listen(*rooms, timeout=WAIT)
+        elif mode == "loop":
+            listen = bot.listen
+            for room in rooms:
+                listen(room)
+        else:
+            raise ValueError(f"unknown listen mode {mode!r}")
+        seconds = time.perf_counter() - t0
+        return len(set(bot.rooms) & set(rooms)), seconds
+
+    def wait_relistened(self, n: int, reconnects: int) -> Dict[str, Any]:
+        """Wait until the rooms bot reconnected (more than ``reconnects`` times)
+        and is connected with all ``n`` rooms acknowledged again."""
+        bot = self._rooms_bot
+        ok = wait_until(lambda: bot.stats.reconnects > reconnects and bot.connected
+                        and len(bot.rooms) == n, WAIT)
+        at_ns = time.monotonic_ns()
+        if not ok:
+            raise TimeoutError(f"not connected again in {WAIT:g}s: state {bot.state}, "
+                               f"{len(bot.rooms)} of {n} rooms")
+        return {"at_ns": at_ns, "state": bot.state, "rooms": len(bot.rooms),
+                "reconnects": bot.stats.reconnects}
+
+    def reconnects(self) -> int:
+        return self._rooms_bot.stats.reconnects if self._rooms_bot is not None else 0
+
+    def close_rooms(self) -> None:
+        if self._rooms_bot is not None:
+            self._rooms_bot.close()
+            self._rooms_bot = None
 
     # sends ---------------------------------------------------------------
     def seq(self, n: int) -> int:
@@ -156,6 +201,7 @@ class Raw:
         return sio
 
     def close(self) -> None:
+        self.close_rooms()
         self.sio.disconnect()
 
     def _payload(self, text: str) -> Dict[str, str]:
@@ -170,26 +216,27 @@ class Raw:
         return acks
 
     def pipe(self, n: int, window: int) -> int:
-        slots = threading.Semaphore(window)
-        done = threading.Event()
-        lock = threading.Lock()
-        acked = [0]
+        payloads = (self._payload(f"pipe {i}") for i in range(n))
+        return len(windowed(self.sio, "external/send", payloads, n, window))
 
-        def on_ack(*args: Any) -> None:
-            with lock:
-                acked[0] += 1
-                if acked[0] == n:
-                    done.set()
-            slots.release()
+    def listen_many(self, rooms: List[str], mode: str) -> Tuple[int, float]:
+        """On a new connection: one listen per room, ``window`` in flight
+        (``emit(callback=...)``); returns (rooms acked ok, seconds)."""
+        if mode != "window":
+            raise ValueError(f"unknown listen mode {mode!r} for raw")
+        self.close_rooms()
+        sio = self._rooms_sio = self._connect(queue.Queue())
+        payloads = ({"roomId": room, "apiKey": self.api_key} for room in rooms)
+        t0 = time.perf_counter()
+        acks = windowed(sio, "external/listen", payloads, len(rooms), 256)
+        seconds = time.perf_counter() - t0
+        ok = sum(1 for a in acks if a and isinstance(a[0], dict) and a[0].get("status") == "ok")
+        return ok, seconds
 
-        emit = self.sio.emit
-        for i in range(n):
-            if not slots.acquire(timeout=WAIT):
-                raise TimeoutError("no ack in time")
-            emit("external/send", self._payload(f"pipe {i}"), callback=on_ack)
-        if not done.wait(WAIT):
-            raise TimeoutError(f"only {acked[0]} of {n} acks")
-        return acked[0]
+    def close_rooms(self) -> None:
+        sio, self._rooms_sio = getattr(self, "_rooms_sio", None), None
+        if sio is not None:
+            sio.disconnect()
 
     def listen(self, room: str) -> None:
         self.sio.call("external/listen", {"roomId": room, "apiKey": self.api_key}, timeout=WAIT)
@@ -227,6 +274,31 @@ class Raw:
     def idle(self, seconds: float) -> None:
         with contextlib.suppress(queue.Empty):
             self.inbox.get(timeout=seconds)
+
+
+def windowed(sio: Any, event: str, payloads: Any, n: int, window: int) -> List[Sequence[Any]]:
+    """Emit ``n`` requests with ``emit(callback=...)``, at most ``window`` in
+    flight; returns the ack arguments (in ack order) once all ``n`` are in."""
+    slots = threading.Semaphore(window)
+    done = threading.Event()
+    lock = threading.Lock()
+    acks: List[Sequence[Any]] = []
+
+    def on_ack(*args: Any) -> None:
+        with lock:
+            acks.append(args)
+            if len(acks) == n:
+                done.set()
+        slots.release()
+
+    emit = sio.emit
+    for payload in payloads:
+        if not slots.acquire(timeout=WAIT):
+            raise TimeoutError("no ack in time")
+        emit(event, payload, callback=on_ack)
+    if n and not done.wait(WAIT):
+        raise TimeoutError(f"only {len(acks)} of {n} acks")
+    return acks
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -310,6 +382,16 @@ def run_command(client: Any, cmd: Dict[str, Any]) -> Dict[str, Any]:
         client.idle(seconds)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         return {"cpu_ms_per_s": cpu * 1000.0 / wall, "threads": threading.active_count()}
+    if name == "listen_many":
+        rooms = [f"{cmd['prefix']}{i}" for i in range(cmd["n"])]
+        acked, seconds = client.listen_many(rooms, cmd["mode"])
+        return {"acked": acked, "seconds": seconds, "reconnects": getattr(
+            client, "reconnects", lambda: 0)()}
+    if name == "wait_relistened":
+        return client.wait_relistened(cmd["n"], cmd["reconnects"])
+    if name == "close_rooms":
+        client.close_rooms()
+        return {}
     raise ValueError(f"unknown command {name!r}")
 
 

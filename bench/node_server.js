@@ -18,6 +18,13 @@
 //       (CLOCK_MONOTONIC ns, the clock of Python's time.monotonic_ns());
 //       answered {"event":"posted_stamped"} after the last one.
 //   {"cmd":"stats"}  answered {"event":"stats","sends":N,"listens":N}
+//   {"cmd":"listeners"}  answered {"event":"listeners","rooms":N,"sockets":N}:
+//       how many rooms have at least one listener, and connected sockets.
+//   {"cmd":"drop"}  cuts the TCP link of every socket (ws terminate(): no
+//       Socket.IO or Engine.IO close, like the emulator's drop()); answered
+//       {"event":"dropped","count":N} once the server has seen them all go
+//       (their rooms are left), so a following "listeners" counts only the
+//       clients that came back.
 // Exits when stdin closes.
 
 "use strict";
@@ -121,6 +128,25 @@ function command(cmd) {
     case "stats":
       out({ event: "stats", sends, listens });
       break;
+    case "listeners": {
+      const nsp = io.of("/");
+      // Every socket is in the room named by its own id, and an empty room is
+      // deleted: the rest are the rooms listened to.
+      out({ event: "listeners", rooms: nsp.adapter.rooms.size - nsp.sockets.size,
+            sockets: nsp.sockets.size });
+      break;
+    }
+    case "drop": {
+      const sockets = [...io.of("/").sockets.values()];
+      let left = sockets.length;
+      const done = () => { if (--left === 0) out({ event: "dropped", count: sockets.length }); };
+      if (!left) out({ event: "dropped", count: 0 });
+      for (const socket of sockets) {
+        socket.once("disconnect", done);
+        socket.conn.transport.socket.terminate();
+      }
+      break;
+    }
     default:
       out({ event: "bad_command" });
   }

@@ -141,11 +141,12 @@ class Child:
 class EmulatorServer:
     name = "emulator"
 
-    def __init__(self) -> None:
+    def __init__(self, inline_requests: bool = True) -> None:
         from watchers_bot.emulator import Emulator
 
         self.emu = Emulator(tokens=[TOKEN], api_keys=[API_KEY], project="bench")
-        self.emu._inline_requests = True  # no thread start per request: see emulator.py
+        # no thread start per request: see emulator.py (off: the emulator as tests get it)
+        self.emu._inline_requests = inline_requests
         self.emu.start()
         self.url = self.emu.url
 
@@ -170,6 +171,19 @@ class EmulatorServer:
         n = len(self.emu.sent)
         self.emu.clear_sent()  # keep the record from growing across workloads
         return n
+
+    def drop(self) -> int:
+        """Cut every client's link; returns how many (bench/rooms.py)."""
+        return self.emu.drop()
+
+    def listened_rooms(self, rooms: List[str], start: int = 0) -> int:
+        """How many of ``rooms``, from ``start`` on, in order, have a listener
+        up to the first that has none (rooms are polled without re-counting)."""
+        listeners = self.emu.listeners
+        i = start
+        while i < len(rooms) and listeners(rooms[i]):
+            i += 1
+        return i
 
     def close(self) -> None:
         self.emu.stop()
@@ -204,6 +218,17 @@ class NodeServer:
         n, self._sends = total - self._sends, total
         return n
 
+    def drop(self) -> int:
+        """Cut every client's link; returns how many (bench/rooms.py)."""
+        self.child.send({"cmd": "drop"})
+        return int(self.child.read()["count"])
+
+    def listened_rooms(self, rooms: List[str], start: int = 0) -> int:
+        """How many rooms have a listener (all of them, not only ``rooms``:
+        bench/rooms.py checks that no others are left before it starts)."""
+        self.child.send({"cmd": "listeners"})
+        return int(self.child.read()["rooms"])
+
     def close(self) -> None:
         self.child.close()
 
@@ -230,14 +255,14 @@ def run_workload(name: str, kind: str, driver: Child, server: Any, cfg: Dict[str
     if name == "seq":
         driver.send({"cmd": "seq", "n": cfg["seq"]})
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         sends = server.sends()
         return {"seq": cfg["seq"] / r["seconds"],
                 "acks_ok": r["acks"] == cfg["seq"] == sends}
     if name == "pipe":
         driver.send({"cmd": "pipe", "n": cfg["pipe"], "window": 256})
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         sends = server.sends()
         return {"pipe": cfg["pipe"] / r["seconds"],
                 "acks_ok": r["acks"] == cfg["pipe"] == sends}
@@ -248,7 +273,7 @@ def run_workload(name: str, kind: str, driver: Child, server: Any, cfg: Dict[str
         server.wait_listeners(room)
         t0 = server.post_many(room, cfg["burst"], 100)
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         return {"burst": r["count"] / ((r["last_ns"] - t0) / 1e9),
                 "count_ok": r["count"] == cfg["burst"], "in_order": r["in_order"]}
     if name == "latency":
@@ -258,13 +283,13 @@ def run_workload(name: str, kind: str, driver: Child, server: Any, cfg: Dict[str
         server.wait_listeners(room)
         server.post_stamped(room, cfg["latency"], cfg["interval_ms"])
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         return {"latency_p50": r["p50_us"], "latency_p99": r["p99_us"],
                 "count_ok": r["count"] == cfg["latency"]}
     if name == "connect":
         driver.send({"cmd": "connect", "k": cfg["connect"]})
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         return {"connect": r["median_s"] * 1000.0}
     if name == "memory":
         if kind == "node":
@@ -275,12 +300,12 @@ def run_workload(name: str, kind: str, driver: Child, server: Any, cfg: Dict[str
         server.wait_listeners(room)
         server.post_many(room, cfg["memory"], 100)
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         return {"memory": r["bytes_per_message"], "count_ok": r["count"] == cfg["memory"]}
     if name == "idle":
         driver.send({"cmd": "idle", "seconds": cfg["idle"]})
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         return {"idle": r["cpu_ms_per_s"]}
     raise ValueError(name)
 
@@ -291,7 +316,8 @@ def _ready(driver: Child, kind: str, name: str) -> None:
         raise RuntimeError(f"{kind} {name}: {r.get('error', r)}")
 
 
-def _check(r: Dict[str, Any], kind: str, name: str) -> None:
+def check_result(r: Dict[str, Any], kind: str, name: str) -> None:
+    """Raise when a driver's answer ``r`` to workload ``name`` is not ok."""
     if not r.get("ok"):
         raise RuntimeError(f"{kind} {name} failed: {r.get('error')}")
 

@@ -6,10 +6,12 @@ Timings are never asserted here: this machine runs other suites meanwhile.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+from requirements import missing, require
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -44,10 +46,17 @@ def test_smallest_configuration_runs_against_the_emulator():
         assert summary[kind]["memory"] > 0
 
 
+def _require_node(what: str) -> None:
+    """Skip (fail under WATCHERS_REQUIRE_ALL=1) without node or npm's packages."""
+    require("node", what=what)
+    if bench.node_available() is None:
+        missing(f"{what} need npm's socket.io and socket.io-client in node_modules; "
+                f"install them with: npm ci (in {REPO})")
+
+
 @pytest.mark.node
 def test_smallest_configuration_runs_with_node():
-    if bench.node_available() is None:
-        pytest.skip("needs node and `npm ci` (socket.io, socket.io-client in node_modules)")
+    _require_node("the Node bench tests")
     clients = ["ours", "raw", "node"]
     result = bench.run("smoke", servers=["node"], clients=clients,
                        workloads=["seq", "pipe", "burst", "latency", "connect", "idle"],
@@ -71,3 +80,40 @@ def test_the_handler_pool_bench_runs_its_smallest_configuration():
     assert result["noop"]["pool4_msg_s"] > 0
     assert result["noop_live"]["bare_msg_s"] > 0
     assert any("ratio" in line for line in lines)
+
+
+def _check_rooms(result, servers):
+    from bench import rooms
+
+    n = rooms.CONFIGS["smoke"]["rooms"]
+    assert result["settings"]["rooms"] == n == 50
+    assert list(result["servers"]) == servers
+    for name in servers:
+        for workload in rooms.WORKLOADS:
+            assert result["samples"][name][workload], (name, workload)
+            assert result["servers"][name][workload] > 0, (name, workload)
+    text = rooms.report(result)
+    assert "re-listen after a drop" in text
+    return text
+
+
+def test_the_rooms_bench_runs_its_smallest_configuration_on_the_emulator():
+    from bench import rooms
+
+    # every check (all rooms acked, the server's count, the reconnect) raises when it fails
+    servers = ["emulator", "emulator-default"]
+    result = rooms.run("smoke", servers=servers, log=lambda line: None)
+    _check_rooms(result, servers)
+
+
+@pytest.mark.node
+def test_the_rooms_bench_runs_its_smallest_configuration_on_both_servers(tmp_path):
+    from bench import rooms
+
+    _require_node("the rooms bench on npm's server")
+    out = tmp_path / "rooms.json"
+    assert rooms.main(["--config", "smoke", "--server", "emulator", "--server", "node",
+                       "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    text = _check_rooms(result, ["emulator", "node"])
+    assert "emulator/npm" in text
