@@ -474,7 +474,7 @@ def test_post_many_reaches_every_listener_and_escapes_like_post(emulator, wire):
 
 
 def test_post_many_slow_path_gives_the_same_frames(emulator, wire):
-    emulator._fast_post_many = False
+    emulator._posting.preframed = False
     w = wire()
     w.request("external/listen", {"roomId": "r", "apiKey": KEY})
     emulator.post_many("r", ["a", "b", "c"])
@@ -571,7 +571,9 @@ def test_no_secret_in_logs(emulator, probe, caplog, monkeypatch):
     def boom(*args: Any) -> None:
         raise RuntimeError("handler bug")
 
-    monkeypatch.setattr(emulator, "_check_request", boom)
+    from watchers_bot.emulator import gateway
+
+    monkeypatch.setattr(gateway, "validate_request", boom)
     assert p.send("r", "hi") == (DEFAULT_ERROR,)  # a handler bug is an error ack...
     monkeypatch.undo()
     assert p.send("r", "again") == ()  # ...and the server goes on

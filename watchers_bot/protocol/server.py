@@ -70,7 +70,7 @@ def validate_request(event: str, payload: Any, api_keys: Container[str]) -> Dict
             problem = problem_with(value)
             if problem is not None:
                 raise Refused(400, f"{field.wire} {problem[1]}")
-        out[field.wire] = value
+        out[field.wire] = value  # type: ignore[assignment]  # checked above
     if out["apiKey"] not in api_keys:
         raise Refused(401, "Unauthorized: invalid apiKey")
     return out

@@ -1,0 +1,445 @@
+"""The emulator's plumbing: python-socketio over werkzeug, one generation per run.
+
+The only module of the emulator that touches python-socketio, python-engineio
+and werkzeug.  :class:`Server` binds, serves in a background thread, and stops
+(bounded, every link ended); :meth:`Server.start` makes a new
+:class:`Generation` each time, so a restart never mixes sockets of two runs.
+Events go to a :class:`Handlers` (the gateway); nothing here knows the
+Watchers protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
+
+try:
+    import simple_websocket  # noqa: F401  (engineio's threading driver needs it)
+    import socketio
+    from engineio import packet as eio_packet
+    from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "watchers_bot.emulator needs python-socketio, simple-websocket and werkzeug; "
+        "install them with: pip install 'watchers-bot[emulator]' "
+        f"(missing: {exc.name or exc})"
+    ) from exc
+
+from ..protocol.events import EVENT_MESSAGE
+from .state import close_raw
+
+__all__ = ["NAMESPACE", "ROOM_PREFIX", "Generation", "Handlers", "Server"]
+
+logger = logging.getLogger("watchers_bot.emulator")
+
+NAMESPACE = "/"
+ROOM_PREFIX = "room:"  # Socket.IO room names never collide with sid rooms
+JOIN_TIMEOUT = 2.0
+_SERVE_POLL = 0.05  # how often the accept loop checks for stop()
+
+
+class Handlers(Protocol):
+    """What the server calls (the gateway implements it)."""
+
+    def on_connect(self, gen: "Generation", sid: str, environ: Mapping[str, Any],
+                   auth: Any) -> Any: ...
+
+    def on_connected(self, gen: "Generation", sid: str) -> None: ...
+
+    def on_gone(self, gen: "Generation", sid: str) -> None: ...
+
+    def on_event(self, gen: "Generation", event: str, sid: str,
+                 args: Tuple[Any, ...]) -> Any: ...
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug's request handler without per-request logging."""
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.debug("http %s: " + message.rstrip(), type, *args)
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # simple-websocket ends a websocket session by raising ConnectionError
+        # through werkzeug.  werkzeug then treats the socket as an idle HTTP/1.1
+        # keep-alive connection and waits for another request on it, so the
+        # TCP link stays open until the client gives up (python-socketio's
+        # disconnect() then blocks 3 s waiting for it).  Close it now.
+        self.close_connection = True
+
+
+class _HTTPServer(ThreadedWSGIServer):
+    """werkzeug's threaded server, logging to our logger at DEBUG only."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.debug("http %s: " + message.rstrip(), type, *args)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("http request from %s failed", client_address, exc_info=True)
+
+
+class RecordedPacket(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
+    """A MESSAGE packet that reports when the socket's writer takes it to write."""
+
+    def __init__(self, data: str, on_write: Callable[[], None]) -> None:
+        super().__init__(eio_packet.MESSAGE, data=data)
+        self._on_write: Optional[Callable[[], None]] = on_write
+
+    def encode(self, b64: bool = False) -> Any:
+        on_write, self._on_write = self._on_write, None
+        if on_write is not None:
+            on_write()
+        return super().encode(b64)
+
+
+class FrameBatch(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
+    """Many ``message`` events in one Engine.IO queue entry.
+
+    The socket's writer thread calls ``encode()`` when this entry's turn
+    comes: it writes the pre-built websocket frames of all but the last
+    message straight to the TCP socket, and returns the last message, which
+    the writer sends as usual.  Every write to the socket therefore stays on
+    the writer thread and in queue order.
+    """
+
+    def __init__(self, raw_sock: socket.socket, frames: bytes, last: str,
+                 on_write: Optional[Callable[[], None]] = None) -> None:
+        super().__init__(eio_packet.MESSAGE, data=last)
+        self._raw_sock = raw_sock
+        self._frames: Optional[bytes] = frames
+        self._on_write = on_write
+
+    def encode(self, b64: bool = False) -> Any:
+        frames, self._frames = self._frames, None
+        on_write, self._on_write = self._on_write, None
+        if on_write is not None:
+            on_write()
+        if frames:
+            self._raw_sock.sendall(frames)  # an OSError ends the writer, as ws.send would
+        return super().encode(b64)
+
+
+class _Stall(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
+    """A queue entry that holds the socket's writer until released (see ``freeze``)."""
+
+    def __init__(self, release: Callable[[], bool]) -> None:
+        super().__init__(eio_packet.NOOP)
+        self._release = release
+
+    def encode(self, b64: bool = False) -> Any:
+        while not self._release():
+            pass
+        return super().encode(b64)
+
+
+def _message_ids(data: Any) -> Tuple[Optional[str], Any]:
+    """``(roomId, message.id)`` of a ``message`` payload, ``(None, None)`` if it has none."""
+    if isinstance(data, Mapping):
+        body = data.get("message")
+        if isinstance(data.get("roomId"), str) and isinstance(body, Mapping) and "id" in body:
+            return data["roomId"], body["id"]
+    return None, None
+
+
+class _Manager(socketio.Manager):  # type: ignore[misc]  # upstream is untyped
+    """Socket.IO's in-memory manager, telling the emulator when a sid is fully
+    connected (after the CONNECT packet was queued) and when it is gone, and
+    (with ``on_write``) when a ``message`` event is written to a socket."""
+
+    def __init__(
+        self,
+        on_connected: Callable[[str], None],
+        on_gone: Callable[[str], None],
+        on_write: Optional[Callable[[str, str, Any], None]] = None,
+    ):
+        super().__init__()
+        self._on_connected = on_connected
+        self._on_gone = on_gone
+        self.on_write = on_write  # on_write(sid, room_id, message_id)
+
+    def emit(self, event: str, data: Any, namespace: str, room: Any = None,
+             skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
+        on_write = self.on_write
+        # tuples are several event arguments, anything else one (as upstream)
+        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
+        room_id, msg_id = (_message_ids(args[0]) if event == EVENT_MESSAGE and len(args) == 1
+                           else (None, None))
+        extra = {k: v for k, v in kwargs.items() if k != "ignore_queue"}  # in-memory manager
+        if on_write is None or room_id is None or callback is not None or extra:
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                callback=callback, to=to, **kwargs)
+        # Upstream's emit, with one recording packet per recipient.
+        if namespace not in self.rooms:
+            return None
+        encoded = self.server.packet_class(
+            socketio.packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+        if not isinstance(encoded, str):  # binary attachments: not recorded
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                callback=callback, to=to)
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        for sid, eio_sid in self.get_participants(namespace, to or room):
+            if sid not in skip:
+                self.server._send_eio_packet(eio_sid, RecordedPacket(
+                    encoded, functools.partial(on_write, sid, room_id, msg_id)))
+        return None
+
+    def connect(self, sid: str, namespace: str) -> Any:
+        sid = super().connect(sid, namespace)
+        if namespace == NAMESPACE:
+            self._on_connected(sid)
+        return sid
+
+    def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> Any:
+        try:
+            return super().disconnect(sid, namespace, **kwargs)
+        finally:
+            if namespace == NAMESPACE:
+                self._on_gone(sid)
+
+
+class Generation:
+    """One run of the server, from start() to stop(); restart() makes a new one."""
+
+    def __init__(self) -> None:
+        self.sio: Any = None
+        self.httpd: Optional[_HTTPServer] = None
+        self.thread: Optional[threading.Thread] = None
+        self.stopping = threading.Event()
+        self.stop_serving = threading.Event()
+        self.active: Set[Any] = set()
+        self.active_cond = threading.Condition()
+
+    @property
+    def not_handled(self) -> Any:
+        """What an event handler returns to send no ack."""
+        return self.sio.not_handled
+
+    # ------------------------------------------------------------------ what the parts use
+
+    def emit(self, event: str, data: Any, *, to: Optional[str] = None,
+             room: Optional[str] = None, skip_sid: Optional[str] = None) -> None:
+        """Emit to one sid (``to``), to a room's listeners (``room``), or to all."""
+        target = to if room is None else ROOM_PREFIX + room
+        self.sio.emit(event, data, to=target, skip_sid=skip_sid)
+
+    def enter_room(self, sid: str, room_id: str) -> None:
+        self.sio.enter_room(sid, ROOM_PREFIX + room_id)
+
+    def send_packet(self, eio_sid: str, packet: Any) -> None:
+        """Queue an Engine.IO packet on one socket (see :func:`message_packet`)."""
+        self.sio.eio.send_packet(eio_sid, packet)
+
+    def eio_sid(self, sid: str) -> str:
+        eio_sid: str = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        return eio_sid
+
+    def stall(self, eio_sid: str, release: Callable[[], bool]) -> None:
+        """Hold the socket's writer until ``release()`` returns true (polled)."""
+        self.send_packet(eio_sid, _Stall(release))
+
+    def kick(self, sid: str) -> None:
+        """A server-side Socket.IO disconnect of ``sid``."""
+        try:
+            self.sio.disconnect(sid)
+        except Exception:  # pragma: no cover - the socket went away meanwhile
+            logger.debug("kick of %s failed", sid, exc_info=True)
+
+    def set_async_handlers(self, on: bool) -> None:
+        # python-socketio reads it per event: a thread per request, or inline
+        # on the socket's reader thread.
+        self.sio.async_handlers = on
+
+
+def message_packet(text: str, on_write: Optional[Callable[[], None]] = None) -> Any:
+    """An Engine.IO MESSAGE packet of Socket.IO text, reporting its write when asked."""
+    if on_write is None:
+        return eio_packet.Packet(eio_packet.MESSAGE, text)
+    return RecordedPacket(text, on_write)
+
+
+class _TrackingApp:
+    """WSGI wrapper remembering every open connection's socket, so stop() can end
+    them; while stopping, a new request gets a 503 (not an auth refusal)."""
+
+    def __init__(self, app: Any, gen: Generation) -> None:
+        self._app = app
+        self._gen = gen
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        gen = self._gen
+        if gen.stopping.is_set():
+            start_response("503 Service Unavailable",
+                           [("Content-Type", "text/plain"), ("Retry-After", "1")])
+            return [b"the emulator is restarting or shutting down\n"]
+        sock = environ.get("werkzeug.socket")
+        token = sock if sock is not None else object()
+        if sock is not None:
+            # Small frames go out at once (no Nagle delay waiting for the
+            # client's ACK): what Node's http server does by default.
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with gen.active_cond:
+            gen.active.add(token)
+        try:
+            return self._app(environ, start_response)
+        finally:
+            with gen.active_cond:
+                gen.active.discard(token)
+                gen.active_cond.notify_all()
+
+
+class Server:
+    """Binds, serves and stops; one :class:`Generation` per run."""
+
+    def __init__(self, *, host: str, port: int, ping: Tuple[float, float],
+                 max_message_size: int, ssl_context: Optional[ssl.SSLContext]) -> None:
+        self.host = host
+        self.port = int(port)
+        self.ping = ping
+        self.max_message_size = int(max_message_size)
+        self.ssl_context = ssl_context
+        self.lifecycle = threading.RLock()
+        self.gen: Optional[Generation] = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the emulator has no port yet: call start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
+
+    def running_gen(self) -> Generation:
+        gen = self.gen
+        if gen is None or gen.stopping.is_set():
+            raise RuntimeError("the emulator is not running: call start() first")
+        return gen
+
+    def start(self, handlers: Handlers, *, async_handlers: bool,
+              on_write: Optional[Callable[[str, str, Any], None]],
+              wrap_app: Callable[[Any], Any]) -> Optional[Generation]:
+        """Bind and serve in a background thread; None when already running.
+        ``OSError`` when the port cannot be bound."""
+        with self.lifecycle:
+            if self.gen is not None:
+                return None
+            gen = Generation()
+            sio = socketio.Server(
+                async_mode="threading",
+                cors_allowed_origins="*",
+                transports=["websocket"],
+                logger=False,
+                engineio_logger=False,
+                client_manager=_Manager(
+                    lambda sid: handlers.on_connected(gen, sid),
+                    lambda sid: handlers.on_gone(gen, sid),
+                    on_write,
+                ),
+                ping_interval=self.ping[0],
+                ping_timeout=self.ping[1],
+                max_http_buffer_size=self.max_message_size,
+                async_handlers=async_handlers,
+            )
+            sio.on("connect", lambda sid, environ, auth=None: handlers.on_connect(
+                gen, sid, environ, auth))
+            sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
+            sio.on("*", lambda event, sid, *args: handlers.on_event(gen, event, sid, args))
+            gen.sio = sio
+            app = _TrackingApp(wrap_app(socketio.WSGIApp(sio)), gen)
+
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((self.host, self.port))
+                listener.listen(128)
+                port = listener.getsockname()[1]
+                httpd = _HTTPServer(self.host, port, app, _QuietHandler,
+                                    ssl_context=self.ssl_context, fd=listener.fileno())
+            finally:
+                listener.close()  # werkzeug holds its own duplicate
+            httpd.timeout = _SERVE_POLL
+            gen.httpd = httpd
+            self.port = httpd.port
+            gen.thread = threading.Thread(
+                target=self._serve, args=(gen,), name=f"watchers-emulator:{self.port}",
+                daemon=True,
+            )
+            gen.thread.start()
+            self.gen = gen
+            logger.debug("emulator serving on %s", self.url)
+            return gen
+
+    @staticmethod
+    def _serve(gen: Generation) -> None:
+        httpd = gen.httpd
+        assert httpd is not None
+        try:
+            while not gen.stop_serving.is_set():
+                httpd.handle_request()  # returns after httpd.timeout when idle
+        except Exception:  # pragma: no cover - defensive: never die silently
+            logger.exception("emulator accept loop failed")
+        finally:
+            httpd.server_close()
+
+    def shutdown(self, gen: Generation, sockets: Callable[[], Any], *, drop: bool,
+                 timeout: float) -> None:
+        """End ``gen`` (``stopping`` already set): every client kicked (or, with
+        ``drop``, its link cut), every link ended, the port released; bounded
+        by ``timeout``.  ``sockets()`` lists ``(sid, raw socket)`` of its clients."""
+        deadline = time.monotonic() + max(timeout, 0.1)
+        gen.stop_serving.set()
+        if gen.thread is not None:
+            gen.thread.join(max(deadline - time.monotonic(), 0.05))
+        clients = list(sockets())
+        if drop:
+            for _, raw in clients:
+                close_raw(raw)
+        else:
+            for sid, _ in clients:
+                gen.kick(sid)
+            # close every Engine.IO socket: CLOSE packet, then the writer closes the websocket
+            for eio_socket in list(getattr(gen.sio.eio, "sockets", {}).values()):
+                try:
+                    eio_socket.close(wait=False, abort=False)
+                except Exception:  # pragma: no cover - already closing
+                    logger.debug("closing an engine.io socket failed", exc_info=True)
+        # wait (bounded) for the links to end, then cut whatever is left
+        self._wait_idle(gen, min(deadline - time.monotonic(), 1.0))
+        with gen.active_cond:
+            leftovers = list(gen.active)
+        for sock in leftovers:
+            close_raw(sock if isinstance(sock, socket.socket) else None)
+        self._wait_idle(gen, deadline - time.monotonic())
+        try:
+            gen.sio.shutdown()
+        except Exception:  # pragma: no cover
+            logger.debug("socketio shutdown failed", exc_info=True)
+        self.gen = None
+        logger.debug("emulator on port %s stopped", self.port)
+
+    @staticmethod
+    def _wait_idle(gen: Generation, timeout: float) -> bool:
+        end = time.monotonic() + max(timeout, 0.0)
+        with gen.active_cond:
+            while gen.active:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                gen.active_cond.wait(left)
+        return True
+
+    def set_ping(self, interval: float, timeout: float) -> None:
+        self.ping = (interval, timeout)
+        gen = self.gen
+        if gen is not None:
+            gen.sio.eio.ping_interval = interval
+            gen.sio.eio.ping_timeout = timeout
