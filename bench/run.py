@@ -145,7 +145,6 @@ class EmulatorServer:
         from watchers_bot.emulator import Emulator
 
         self.emu = Emulator(tokens=[TOKEN], api_keys=[API_KEY], project="bench")
-        self.emu._inline_requests = True  # no thread start per request: see emulator.py
         self.emu.start()
         self.url = self.emu.url
 

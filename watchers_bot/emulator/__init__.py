@@ -140,12 +140,8 @@ class Emulator(FaultSwitches, Watching):
         """
         from .control import control_for
 
-        records = self._records
-        self._server.start(
-            self._gateway, async_handlers=self._needs_threads(),
-            on_write=records.add_write if records.record_writes else None,
-            wrap_app=lambda app: control_for(self).wrap(app),
-        )
+        self._server.start(self._gateway, async_handlers=self._needs_threads(),
+                           wrap_app=lambda app: control_for(self).wrap(app))
         return self
 
     def _needs_threads(self) -> bool:

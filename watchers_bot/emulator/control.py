@@ -102,6 +102,17 @@ def _split_host(value: str) -> Tuple[str, Optional[int]]:
         return "", None
 
 
+#: Rooms of a bot shown in its ``bot`` events; ``room_count`` says how many in all.
+SHOWN_ROOMS = 50
+
+
+def _bot_view(bot: Dict[str, Any]) -> Dict[str, Any]:
+    """What the Bots panel shows of a bot: its first rooms, and their count."""
+    rooms = bot["rooms"]
+    shown = list(itertools.islice(rooms, SHOWN_ROOMS))
+    return dict(bot, rooms=shown, room_count=len(rooms))
+
+
 class _HTTPError(Exception):
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
@@ -182,15 +193,21 @@ class Control:
             sid = data["sid"]
             with self._lock:
                 bot = self._bots.get(sid)
+                changed = False
                 if bot is not None and isinstance(payload, dict):
-                    if isinstance(payload.get("userId"), str):
-                        bot["user"] = payload["userId"]
+                    user = payload.get("userId")
+                    if isinstance(user, str) and user != bot["user"]:
+                        bot["user"] = user
+                        changed = True
                     ack = data["ack"]
                     if (data["event"] == EVENT_LISTEN and isinstance(room, str)
                             and isinstance(ack, dict) and ack.get("status") == "ok"
                             and room not in bot["rooms"]):
-                        bot["rooms"].append(room)
-                snapshot = dict(bot, rooms=list(bot["rooms"])) if bot else None
+                        bot["rooms"][room] = None
+                        changed = True
+                # only what changed is published: a bot listening to many rooms
+                # must not cost a copy of its room list per request
+                snapshot = _bot_view(bot) if bot is not None and changed else None
             if isinstance(room, str) and data["event"] in (EVENT_LISTEN, EVENT_SEND):
                 self._add_room(room)
             self._publish("packet", {"direction": "request", "room": room, **data})
@@ -200,11 +217,11 @@ class Control:
             sid = data["sid"]
             with self._lock:
                 bot = self._bots.setdefault(
-                    sid, {"sid": sid, "user": None, "rooms": [], "connected_at": time.time(),
+                    sid, {"sid": sid, "user": None, "rooms": {}, "connected_at": time.time(),
                           "disconnected_at": None})
                 if kind == "disconnect":
                     bot["disconnected_at"] = time.time()
-                snapshot = dict(bot, rooms=list(bot["rooms"]))
+                snapshot = _bot_view(bot)
             self._publish("bot", snapshot)
         elif kind == "server":
             self._publish("server", data)
@@ -384,7 +401,7 @@ class Control:
         emu = self._emu
         with self._lock:
             rooms = list(self._rooms)
-            bots = [dict(b, rooms=list(b["rooms"])) for b in self._bots.values()]
+            bots = [_bot_view(b) for b in self._bots.values()]
         return {
             "url": emu.url, "project": emu.project, "running": emu.running,
             "clients": emu.clients, "rooms": rooms, "bots": bots,

@@ -9,6 +9,7 @@ Records are kept and fault rules applied here, in one pass per request.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -124,35 +125,37 @@ class Gateway:
         if not self.observers:
             return self._handle(gen, event, sid, args)[0]
         started = time.monotonic()
-        answer, mode = self._handle(gen, event, sid, args)
+        answer, mode, shown = self._handle(gen, event, sid, args)
         acked = answer is not gen.not_handled
         self.observers.notify("request", {
-            "event": event, "sid": sid, "mode": mode,
-            "payload": mask_secrets(args[0] if args else None),
+            "event": event, "sid": sid, "mode": mode, "payload": shown,
             "acked": acked, "ack": mask_secrets(answer) if acked else None,
             "ack_ms": (time.monotonic() - started) * 1000.0,
         })
         return answer
 
     def _handle(self, gen: Generation, event: str, sid: str,
-                args: Tuple[Any, ...]) -> Tuple[Any, Optional[str]]:
+                args: Tuple[Any, ...]) -> Tuple[Any, Optional[str], Any]:
+        """``(answer, mode, masked payload)`` of one event."""
         payload = args[0] if args else None
         mode: Optional[str] = None
+        shown = None
         try:
             state = self.state
+            shown = mask_secrets(payload)
             with state.lock:
                 rule = self.rules.take(event)
                 mode = None if rule is None else rule.mode
-                self.records.add_request(RequestRecord(
-                    event, sid, mask_secrets(payload), mode, time.monotonic()))
+                self.records.add_request(RequestRecord(event, sid, shown, mode, time.monotonic()))
             if rule is None:
                 logger.debug("ignored event %r from %s", event, sid)
-                return gen.not_handled, mode
+                return gen.not_handled, mode, shown
             if mode == "error":
-                return (dict(DEFAULT_ERROR) if rule.error is None else rule.error), mode
+                return (dict(DEFAULT_ERROR) if rule.error is None else rule.error), mode, shown
             if mode == "exception":
-                gen.emit(EVENT_EXCEPTION, exception_body(event, payload, rule.error), to=sid)
-                return gen.not_handled, mode
+                self.emit(gen, EVENT_EXCEPTION, [exception_body(event, payload, rule.error)],
+                          to=sid)
+                return gen.not_handled, mode, shown
             answer: Optional[Dict[str, Any]]
             try:
                 request = validate_request(event, payload, state.api_keys)
@@ -160,37 +163,37 @@ class Gateway:
                     answer = self._listen(gen, sid, request["roomId"])
                 else:
                     self.rate.check()
-                    self._send(gen, sid, request, payload)
+                    self._send(gen, sid, request, shown)
                     answer = None
             except Refused as refused:
                 answer = refused.answer()
             if mode == "withhold":
-                return gen.not_handled, mode
+                return gen.not_handled, mode, shown
             if mode == "delay" and gen.stopping.wait(rule.delay):
-                return gen.not_handled, mode  # stopped meanwhile: the socket is gone
-            return answer, mode
+                return gen.not_handled, mode, shown  # stopped meanwhile: the socket is gone
+            return answer, mode, shown
         except Exception as exc:
             logger.error(
                 "emulator: %s handler failed for %s (payload %r): %s: %s",
-                event, sid, mask_secrets(payload), type(exc).__name__, exc,
+                event, sid, mask_secrets(payload) if shown is None else shown,
+                type(exc).__name__, exc,
             )
-            return dict(DEFAULT_ERROR), mode
+            return dict(DEFAULT_ERROR), mode, shown
 
     def _listen(self, gen: Generation, sid: str, room_id: str) -> Dict[str, Any]:
-        gen.enter_room(sid, room_id)
         if not self.state.join(sid, room_id):
             raise Refused(400, "socket is not connected")
         logger.debug("%s listens to %r", sid, room_id)
         return listen_answer(room_id)
 
-    def _send(self, gen: Generation, sid: str, request: Dict[str, str], payload: Any) -> None:
+    def _send(self, gen: Generation, sid: str, request: Dict[str, str], shown: Any) -> None:
         room_id, text, user_id = request["roomId"], request["text"], request["userId"]
         state = self.state
         with self.send_lock:
             msg_id = next(self.ids)
             with state.lock:
                 self.records.add_sent(SentMessage(
-                    room_id, text, user_id, sid, mask_secrets(payload), time.monotonic(), msg_id,
+                    room_id, text, user_id, sid, shown, time.monotonic(), msg_id,
                 ))
                 if self.observers:
                     self.observers.notify("message", {"sid": sid, "payload": message_payload(
@@ -203,4 +206,43 @@ class Gateway:
                 audience = bool(listeners) and (echo or listeners != {sid})
             if audience:
                 message = message_payload(room_id, msg_id, text, user_id, self.project)
-                gen.emit(EVENT_MESSAGE, message, room=room_id, skip_sid=None if echo else sid)
+                self.emit(gen, EVENT_MESSAGE, [message], room=room_id,
+                          skip_sid=None if echo else sid)
+
+    # ------------------------------------------------------------------ events out
+
+    def emit(self, gen: Generation, event: str, args: List[Any], *, to: Optional[str] = None,
+             room: Optional[str] = None, skip_sid: Optional[str] = None) -> int:
+        """Send an event to the client ``to``, to the listeners of ``room``, or to every
+        client (but ``skip_sid``); returns how many were addressed.  ``message``
+        events are recorded as written (``record_writes``)."""
+        state = self.state
+        with state.lock:
+            clients = state.clients
+            if to is not None:
+                client = clients.get(to)
+                targets = [] if client is None else [(to, client.eio_sid)]
+            else:
+                sids = state.rooms.get(room, ()) if room is not None else clients
+                targets = [(sid, clients[sid].eio_sid) for sid in sids
+                           if sid != skip_sid and sid in clients]
+        on_write = None
+        if self.records.record_writes and event == EVENT_MESSAGE and len(args) == 1:
+            room_id, msg_id = _message_ids(args[0])
+            if room_id is not None:
+                add = self.records.add_write
+
+                def on_write(sid: str) -> Callable[[], None]:
+                    return functools.partial(add, sid, room_id, msg_id)
+
+        gen.send_event(targets, event, args, on_write)
+        return len(targets)
+
+
+def _message_ids(data: Any) -> Tuple[Optional[str], Any]:
+    """``(roomId, message.id)`` of a ``message`` payload, ``(None, None)`` if it has none."""
+    if isinstance(data, Mapping):
+        body = data.get("message")
+        if isinstance(data.get("roomId"), str) and isinstance(body, Mapping) and "id" in body:
+            return data["roomId"], body["id"]
+    return None, None

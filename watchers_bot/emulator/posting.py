@@ -42,7 +42,7 @@ class Posting:
         gw = self._gateway
         with gw.send_lock:
             payload = message_payload(room_id, next(gw.ids), text, user_id, gw.project, **extra)
-            gen.emit(EVENT_MESSAGE, payload, room=room_id)
+            gw.emit(gen, EVENT_MESSAGE, [payload], room=room_id)
             gw.observers.notify("message", {"sid": None, "payload": payload})
         return payload
 
@@ -101,18 +101,9 @@ class Posting:
         gen = self._server.running_gen()
         if to is not None and room is not None:
             raise ValueError("give to= or room=, not both")
-        state = self._gateway.state
-        with state.lock:
-            if to is not None:
-                if to not in state.clients:
-                    raise ValueError(f"no connected client with sid {to!r}")
-                count = 1
-            elif room is not None:
-                count = len(state.rooms.get(room, ()))
-            else:
-                count = len(state.clients)
-        gen.emit(event, tuple(args), to=to, room=room)
-        return count
+        if to is not None and to not in self._gateway.state.clients:
+            raise ValueError(f"no connected client with sid {to!r}")
+        return self._gateway.emit(gen, event, args, to=to, room=room)
 
     def push_packet(self, encoded: str, to: Optional[str]) -> int:
         gen = self._server.running_gen()

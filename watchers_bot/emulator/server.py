@@ -11,13 +11,13 @@ Watchers protocol.
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import logging
 import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Set, Tuple
 
 try:
     import simple_websocket  # noqa: F401  (engineio's threading driver needs it)
@@ -31,15 +31,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"(missing: {exc.name or exc})"
     ) from exc
 
-from ..protocol.events import EVENT_MESSAGE
+from ..protocol.framing import decode_json
 from .state import close_raw
 
-__all__ = ["NAMESPACE", "ROOM_PREFIX", "Generation", "Handlers", "Server"]
+__all__ = ["NAMESPACE", "Generation", "Handlers", "Server"]
 
 logger = logging.getLogger("watchers_bot.emulator")
 
 NAMESPACE = "/"
-ROOM_PREFIX = "room:"  # Socket.IO room names never collide with sid rooms
 JOIN_TIMEOUT = 2.0
 _SERVE_POLL = 0.05  # how often the accept loop checks for stop()
 
@@ -140,56 +139,58 @@ class _Stall(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
         return super().encode(b64)
 
 
-def _message_ids(data: Any) -> Tuple[Optional[str], Any]:
-    """``(roomId, message.id)`` of a ``message`` payload, ``(None, None)`` if it has none."""
-    if isinstance(data, Mapping):
-        body = data.get("message")
-        if isinstance(data.get("roomId"), str) and isinstance(body, Mapping) and "id" in body:
-            return data["roomId"], body["id"]
-    return None, None
+class _PacketJson:
+    """The json of the server's packets: compact ``json.dumps`` as upstream, and
+    :func:`~watchers_bot.protocol.framing.decode_json`."""
+
+    @staticmethod
+    def dumps(data: Any, *args: Any, **kwargs: Any) -> str:
+        return json.dumps(data, *args, **kwargs)
+
+    @staticmethod
+    def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+        return decode_json(text) if not args and not kwargs else json.loads(text, *args, **kwargs)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class ServerPacket(socketio.packet.Packet):  # type: ignore[misc]  # upstream is untyped
+    """python-socketio's packet, given to the server as its ``serializer``: the
+    binary check walks plain JSON without upstream's list building per level
+    (a good part of each ack's cost), and decoding builds no decoder per packet.
+    Only the emulator's server uses it (not every Packet in the process)."""
+
+    json = _PacketJson
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        kind = type(data)
+        if kind in _SCALARS:
+            return False
+        if kind is list or kind is dict:
+            for value in (data if kind is list else data.values()):
+                if type(value) in _SCALARS:
+                    continue
+                if cls.data_is_binary(value):
+                    return True
+            return False
+        return bool(super().data_is_binary(data))
 
 
 class _Manager(socketio.Manager):  # type: ignore[misc]  # upstream is untyped
     """Socket.IO's in-memory manager, telling the emulator when a sid is fully
-    connected (after the CONNECT packet was queued) and when it is gone, and
-    (with ``on_write``) when a ``message`` event is written to a socket."""
+    connected (after the CONNECT packet was queued) and when it is gone.
 
-    def __init__(
-        self,
-        on_connected: Callable[[str], None],
-        on_gone: Callable[[str], None],
-        on_write: Optional[Callable[[str, str, Any], None]] = None,
-    ):
+    Its rooms are not used: the emulator keeps its own (``state.rooms``) and
+    addresses every event itself (:meth:`Generation.send_event`), which saves
+    upstream's bidict writes per listen and per disconnect."""
+
+    def __init__(self, on_connected: Callable[[str], None],
+                 on_gone: Callable[[str], None]) -> None:
         super().__init__()
         self._on_connected = on_connected
         self._on_gone = on_gone
-        self.on_write = on_write  # on_write(sid, room_id, message_id)
-
-    def emit(self, event: str, data: Any, namespace: str, room: Any = None,
-             skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> Any:
-        on_write = self.on_write
-        # tuples are several event arguments, anything else one (as upstream)
-        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
-        room_id, msg_id = (_message_ids(args[0]) if event == EVENT_MESSAGE and len(args) == 1
-                           else (None, None))
-        extra = {k: v for k, v in kwargs.items() if k != "ignore_queue"}  # in-memory manager
-        if on_write is None or room_id is None or callback is not None or extra:
-            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
-                                callback=callback, to=to, **kwargs)
-        # Upstream's emit, with one recording packet per recipient.
-        if namespace not in self.rooms:
-            return None
-        encoded = self.server.packet_class(
-            socketio.packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-        if not isinstance(encoded, str):  # binary attachments: not recorded
-            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
-                                callback=callback, to=to)
-        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        for sid, eio_sid in self.get_participants(namespace, to or room):
-            if sid not in skip:
-                self.server._send_eio_packet(eio_sid, RecordedPacket(
-                    encoded, functools.partial(on_write, sid, room_id, msg_id)))
-        return None
 
     def connect(self, sid: str, namespace: str) -> Any:
         sid = super().connect(sid, namespace)
@@ -224,14 +225,19 @@ class Generation:
 
     # ------------------------------------------------------------------ what the parts use
 
-    def emit(self, event: str, data: Any, *, to: Optional[str] = None,
-             room: Optional[str] = None, skip_sid: Optional[str] = None) -> None:
-        """Emit to one sid (``to``), to a room's listeners (``room``), or to all."""
-        target = to if room is None else ROOM_PREFIX + room
-        self.sio.emit(event, data, to=target, skip_sid=skip_sid)
-
-    def enter_room(self, sid: str, room_id: str) -> None:
-        self.sio.enter_room(sid, ROOM_PREFIX + room_id)
+    def send_event(self, targets: Iterable[Tuple[str, str]], event: str, args: List[Any],
+                   on_write: Optional[Callable[[str], Callable[[], None]]] = None) -> None:
+        """One Socket.IO EVENT, encoded once, queued on each ``(sid, eio sid)``;
+        ``on_write(sid)``, when given, makes the callback told as it is written."""
+        encoded = self.sio.packet_class(
+            socketio.packet.EVENT, namespace=NAMESPACE, data=[event, *args]).encode()
+        parts = encoded if isinstance(encoded, list) else [encoded]  # binary attachments
+        first, rest = parts[0], parts[1:]
+        send = self.sio.eio.send_packet
+        for sid, eio_sid in targets:
+            send(eio_sid, message_packet(first, None if on_write is None else on_write(sid)))
+            for part in rest:
+                send(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
 
     def send_packet(self, eio_sid: str, packet: Any) -> None:
         """Queue an Engine.IO packet on one socket (see :func:`message_packet`)."""
@@ -324,7 +330,6 @@ class Server:
         return gen
 
     def start(self, handlers: Handlers, *, async_handlers: bool,
-              on_write: Optional[Callable[[str, str, Any], None]],
               wrap_app: Callable[[Any], Any]) -> Optional[Generation]:
         """Bind and serve in a background thread; None when already running.
         ``OSError`` when the port cannot be bound."""
@@ -341,12 +346,12 @@ class Server:
                 client_manager=_Manager(
                     lambda sid: handlers.on_connected(gen, sid),
                     lambda sid: handlers.on_gone(gen, sid),
-                    on_write,
                 ),
                 ping_interval=self.ping[0],
                 ping_timeout=self.ping[1],
                 max_http_buffer_size=self.max_message_size,
                 async_handlers=async_handlers,
+                serializer=ServerPacket,
             )
             sio.on("connect", lambda sid, environ, auth=None: handlers.on_connect(
                 gen, sid, environ, auth))
