@@ -276,6 +276,8 @@ def test_listen_acks_ok_with_the_room(emulator, probe):
         (({"apiKey": KEY},), 400, "roomId is missing"),
         (({"roomId": "", "apiKey": KEY},), 400, "roomId must be a non-empty string"),
         (({"roomId": 7, "apiKey": KEY},), 400, "roomId must be a non-empty string"),
+        (({"roomId": "  ", "apiKey": KEY},), 400,
+         "roomId must be a non-empty string, not only whitespace"),
         (({"roomId": "r"},), 400, "apiKey is missing"),
         (({"roomId": "r", "apiKey": ""},), 400, "apiKey must be a non-empty string"),
         (({"roomId": "r", "apiKey": "wrong"},), 401, "Unauthorized: invalid apiKey"),
@@ -966,3 +968,21 @@ def test_import_error_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30)
     assert "watchers-bot[emulator]" in out.stdout, out.stderr
+
+
+def test_the_emulator_refuses_what_the_client_refuses(emulator, wire):
+    """One field spec (protocol.events.REQUESTS): a blank value the client will
+    not send is refused by the emulator too, for every field of every request."""
+    from watchers_bot.protocol import REQUESTS, check_id
+
+    w = wire()
+    good = {"roomId": "r", "apiKey": KEY, "userId": "bot", "text": "hi"}
+    for event, fields in REQUESTS.items():
+        for field in fields:
+            with pytest.raises(ValueError, match=field.argument + " must not be empty"):
+                check_id(" \t", field.argument)
+            payload = {f.wire: good[f.wire] for f in fields}
+            payload[field.wire] = " \t"
+            (answer,) = w.request(event, payload)
+            assert answer["statusCode"] == 400, (event, field.wire)
+            assert answer["message"].startswith(field.wire + " must be a non-empty string")
