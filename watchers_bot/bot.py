@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import logging
-import math
 import os
 import queue
 import threading
@@ -14,7 +12,6 @@ import time
 import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
-from urllib.parse import urlsplit
 
 from . import protocol
 from ._logging import forget_secrets, register_secrets
@@ -26,6 +23,10 @@ from .models import Health, Message, Stats
 from .ratelimit import SendLimiter, SendRate
 from .ratelimit import send_rate as read_send_rate
 from .regions import DEFAULT_REGION, resolve_url
+from .settings import check_id as _check_id
+from .settings import check_secret as _check_secret
+from .settings import is_insecure_remote as _is_insecure_remote
+from .settings import seconds as _seconds
 
 __all__ = ["Bot", "DuplicateBotWarning"]
 
@@ -33,14 +34,6 @@ log = logging.getLogger("watchers_bot")
 
 #: A token, or a function returning the current token (called on every connect).
 TokenSource = Union[str, Callable[[], str]]
-
-_ENV = {
-    "token": "WATCHERS_TOKEN",
-    "api_key": "WATCHERS_API_KEY",
-    "bot_id": "WATCHERS_BOT_ID",
-    "region": "WATCHERS_REGION",
-    "url": "WATCHERS_URL",
-}
 
 _open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
 
@@ -79,17 +72,6 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_abandon_inherited_bots)
 
 
-def _check_secret(value: Any, name: str, *, allow_callable: bool = False) -> Any:
-    if allow_callable and callable(value) and not isinstance(value, str):
-        return value
-    if not isinstance(value, str):
-        kind = "a str or a callable returning one" if allow_callable else "a str"
-        raise TypeError(f"{name} must be {kind}, not {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{name} must not be empty")
-    return value
-
-
 def _check_ca_certs(value: Any) -> None:
     # Fail here, naming the path, rather than on every connection attempt later.
     if not isinstance(value, (str, os.PathLike)):
@@ -108,52 +90,8 @@ def _check_ca_certs(value: Any) -> None:
         raise ValueError(f"ca_certs {path!r} cannot be read: {exc.strerror or exc}") from None
 
 
-def _check_id(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{name} must not be empty")
-    return value
-
-
-#: The longest timeout accepted (about 3 years): beyond it the platform's own
-#: limits (threading.TIMEOUT_MAX, socket timeouts) overflow.  ``None`` waits
-#: without limit where a call allows it.
-MAX_TIMEOUT = 1e8
-
-
-def _seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    try:
-        seconds = float(value)
-    except OverflowError:
-        seconds = math.inf
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
-    if seconds > MAX_TIMEOUT:
-        raise ValueError(
-            f"{name} must be at most {MAX_TIMEOUT:g} seconds, got {seconds:g} "
-            "(where allowed, None waits without limit)"
-        )
-    return seconds
-
-
 def _optional_seconds(value: Any, name: str) -> Optional[float]:
     return None if value is None else _seconds(value, name)
-
-
-def _is_insecure_remote(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("ws", "http"):
-        return False
-    host = (parts.hostname or "").lower()
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
 
 
 class DuplicateBotWarning(RuntimeWarning):
@@ -317,28 +255,17 @@ class Bot:
         arguments override them and are passed on to :class:`Bot`.  A missing
         required variable raises :class:`ConfigError` naming it.
         """
-        env = os.environ if environ is None else environ
-        kwargs: Dict[str, Any] = {}
-        blank: Dict[str, str] = {}
-        for name, var in _ENV.items():
-            value = env.get(var)
-            if value is not None and value.strip():
-                kwargs[name] = value.strip()
-            elif value is not None:
-                blank[name] = value
-        kwargs.update(overrides)
-        for name in ("token", "api_key"):
-            if kwargs.get(name) is None and name in blank:
-                how = " (only whitespace)" if blank[name] else ""
-                raise ConfigError(
-                    f"{_ENV[name]} is set but empty{how}: export its value "
-                    f"(or pass {name}=) to configure the bot"
-                )
-        for name in ("token", "api_key"):
-            if kwargs.get(name) is None:
-                raise ConfigError(
-                    f"{_ENV[name]} is not set: export it (or pass {name}=) to configure the bot"
-                )
+        from . import settings
+
+        # ``token=None`` (say, an unset CLI option) means "not given": the variable counts.
+        named = {s.argument for s in settings.BOT_SETTINGS}
+        given = {k: v for k, v in overrides.items() if v is not None or k not in named}
+        kwargs = settings.bot_arguments(
+            [settings.env_layer(environ)],
+            lambda s: f"export it (or pass {s.argument}=) to configure the bot",
+            need=[s for s in settings.REQUIRED if s.argument not in given],
+        )
+        kwargs.update(given)
         token = kwargs.pop("token")
         api_key = kwargs.pop("api_key")
         bot_id = kwargs.pop("bot_id", None)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ipaddress
 import itertools
 import json
 import logging
@@ -39,10 +38,10 @@ from typing import (
     List,
     Optional,
     Set,
-    Tuple,
 )
 from urllib.parse import parse_qs, urlsplit
 
+from .._loopback import is_loopback, split_host
 from .._redact import mask_secrets
 from ..protocol.events import EVENT_LISTEN, EVENT_MESSAGE, EVENT_SEND
 from .transcript import Transcript, replay
@@ -75,31 +74,12 @@ _STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
-_LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 _END = object()  # ends a stream
 
 
 def page_url(emulator: "Emulator") -> str:
     """The playground page's address on ``emulator``."""
     return emulator.url + PREFIX
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_host(value: str) -> Tuple[str, Optional[int]]:
-    try:
-        parts = urlsplit("//" + value)
-        return parts.hostname or "", parts.port
-    except ValueError:
-        return "", None
 
 
 #: Rooms of a bot shown in its ``bot`` events; ``room_count`` says how many in all.
@@ -289,8 +269,8 @@ class Control:
 
     def _check_origin(self, environ: Dict[str, Any]) -> None:
         port = self._emu.port
-        host, host_port = _split_host(environ.get("HTTP_HOST", ""))
-        if not _is_loopback(host) or host_port != port:
+        host, host_port = split_host(environ.get("HTTP_HOST", ""))
+        if not is_loopback(host) or host_port != port:
             raise _HTTPError("403 Forbidden", "refused: the Host header must be a loopback "
                              f"address with port {port} (the control API is local only)")
         origin = environ.get("HTTP_ORIGIN")
@@ -301,7 +281,7 @@ class Control:
                 origin_port = parts.port
             except ValueError:
                 origin_port = None
-            if (parts.scheme != scheme or not _is_loopback(parts.hostname or "")
+            if (parts.scheme != scheme or not is_loopback(parts.hostname or "")
                     or origin_port != port):
                 raise _HTTPError("403 Forbidden",
                                  "refused: cross-origin request to the emulator's control API")
