@@ -20,7 +20,8 @@ import pytest
 from tests.helpers import KEY, TOKEN, make_bot, wait_until
 from watchers_bot import ServerError
 from watchers_bot.emulator import Emulator, Transcript, replay
-from watchers_bot.emulator.control import ControlError, call, control_for
+from watchers_bot.emulator.control import control_for
+from watchers_bot.emulator.remote import ControlError, call
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/_emulator/api/"
