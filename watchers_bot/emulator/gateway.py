@@ -16,8 +16,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-import socketio
-
 from .._redact import mask_secrets
 from ..protocol.events import EVENT_EXCEPTION, EVENT_LISTEN, EVENT_MESSAGE
 from ..protocol.server import (
@@ -28,9 +26,10 @@ from ..protocol.server import (
     message_payload,
     validate_request,
 )
+from .deps import socketio
 from .faults import AckRules, RateLimit
+from .generation import Generation
 from .records import Records, RequestRecord, SentMessage
-from .server import Generation
 from .state import State, close_raw
 
 __all__ = ["Gateway", "Observers"]

@@ -15,8 +15,9 @@ from ..protocol.events import EVENT_MESSAGE
 from ..protocol.framing import engineio_message, ws_text_frame
 from ..protocol.server import message_encoder, message_payload
 from .gateway import Gateway
+from .packets import FrameBatch, message_packet
 from .records import Records
-from .server import FrameBatch, Server, message_packet
+from .server import Server
 from .state import check_name
 
 __all__ = ["Posting"]

@@ -1,7 +1,9 @@
 """The emulator's plumbing: python-socketio over werkzeug, one generation per run.
 
-The only module of the emulator that touches python-socketio, python-engineio
-and werkzeug.  :class:`Server` binds, serves in a background thread, and stops
+With :mod:`.generation` and :mod:`.packets`, the modules of the emulator that
+drive python-socketio, python-engineio and werkzeug (imported through
+:mod:`.deps`; the gateway only raises python-socketio's connect refusal).
+:class:`Server` binds, serves in a background thread, and stops
 (bounded, every link ended); :meth:`Server.start` makes a new
 :class:`Generation` each time, so a restart never mixes sockets of two runs.
 Events go to a :class:`Handlers` (the gateway); nothing here knows the
@@ -11,34 +13,22 @@ Watchers protocol.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
 
-try:
-    import simple_websocket  # noqa: F401  (engineio's threading driver needs it)
-    import socketio
-    from engineio import packet as eio_packet
-    from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "watchers_bot.emulator needs python-socketio, simple-websocket and werkzeug; "
-        "install them with: pip install 'watchers-bot[emulator]' "
-        f"(missing: {exc.name or exc})"
-    ) from exc
-
-from ..protocol.framing import decode_json
+from .deps import ThreadedWSGIServer, WSGIRequestHandler, socketio
+from .generation import Generation, Manager
+from .packets import ServerPacket
 from .state import close_raw
 
-__all__ = ["NAMESPACE", "Generation", "Handlers", "Server"]
+__all__ = ["JOIN_TIMEOUT", "Handlers", "Server"]
 
 logger = logging.getLogger("watchers_bot.emulator")
 
-NAMESPACE = "/"
 JOIN_TIMEOUT = 2.0
 _SERVE_POLL = 0.05  # how often the accept loop checks for stop()
 
@@ -83,192 +73,6 @@ class _HTTPServer(ThreadedWSGIServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("http request from %s failed", client_address, exc_info=True)
-
-
-class RecordedPacket(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
-    """A MESSAGE packet that reports when the socket's writer takes it to write."""
-
-    def __init__(self, data: str, on_write: Callable[[], None]) -> None:
-        super().__init__(eio_packet.MESSAGE, data=data)
-        self._on_write: Optional[Callable[[], None]] = on_write
-
-    def encode(self, b64: bool = False) -> Any:
-        on_write, self._on_write = self._on_write, None
-        if on_write is not None:
-            on_write()
-        return super().encode(b64)
-
-
-class FrameBatch(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
-    """Many ``message`` events in one Engine.IO queue entry.
-
-    The socket's writer thread calls ``encode()`` when this entry's turn
-    comes: it writes the pre-built websocket frames of all but the last
-    message straight to the TCP socket, and returns the last message, which
-    the writer sends as usual.  Every write to the socket therefore stays on
-    the writer thread and in queue order.
-    """
-
-    def __init__(self, raw_sock: socket.socket, frames: bytes, last: str,
-                 on_write: Optional[Callable[[], None]] = None) -> None:
-        super().__init__(eio_packet.MESSAGE, data=last)
-        self._raw_sock = raw_sock
-        self._frames: Optional[bytes] = frames
-        self._on_write = on_write
-
-    def encode(self, b64: bool = False) -> Any:
-        frames, self._frames = self._frames, None
-        on_write, self._on_write = self._on_write, None
-        if on_write is not None:
-            on_write()
-        if frames:
-            self._raw_sock.sendall(frames)  # an OSError ends the writer, as ws.send would
-        return super().encode(b64)
-
-
-class _Stall(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
-    """A queue entry that holds the socket's writer until released (see ``freeze``)."""
-
-    def __init__(self, release: Callable[[], bool]) -> None:
-        super().__init__(eio_packet.NOOP)
-        self._release = release
-
-    def encode(self, b64: bool = False) -> Any:
-        while not self._release():
-            pass
-        return super().encode(b64)
-
-
-class _PacketJson:
-    """The json of the server's packets: compact ``json.dumps`` as upstream, and
-    :func:`~watchers_bot.protocol.framing.decode_json`."""
-
-    @staticmethod
-    def dumps(data: Any, *args: Any, **kwargs: Any) -> str:
-        return json.dumps(data, *args, **kwargs)
-
-    @staticmethod
-    def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
-        return decode_json(text) if not args and not kwargs else json.loads(text, *args, **kwargs)
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-class ServerPacket(socketio.packet.Packet):  # type: ignore[misc]  # upstream is untyped
-    """python-socketio's packet, given to the server as its ``serializer``: the
-    binary check walks plain JSON without upstream's list building per level
-    (a good part of each ack's cost), and decoding builds no decoder per packet.
-    Only the emulator's server uses it (not every Packet in the process)."""
-
-    json = _PacketJson
-
-    @classmethod
-    def data_is_binary(cls, data: Any) -> bool:
-        kind = type(data)
-        if kind in _SCALARS:
-            return False
-        if kind is list or kind is dict:
-            for value in (data if kind is list else data.values()):
-                if type(value) in _SCALARS:
-                    continue
-                if cls.data_is_binary(value):
-                    return True
-            return False
-        return bool(super().data_is_binary(data))
-
-
-class _Manager(socketio.Manager):  # type: ignore[misc]  # upstream is untyped
-    """Socket.IO's in-memory manager, telling the emulator when a sid is fully
-    connected (after the CONNECT packet was queued) and when it is gone.
-
-    Its rooms are not used: the emulator keeps its own (``state.rooms``) and
-    addresses every event itself (:meth:`Generation.send_event`), which saves
-    upstream's bidict writes per listen and per disconnect."""
-
-    def __init__(self, on_connected: Callable[[str], None],
-                 on_gone: Callable[[str], None]) -> None:
-        super().__init__()
-        self._on_connected = on_connected
-        self._on_gone = on_gone
-
-    def connect(self, sid: str, namespace: str) -> Any:
-        sid = super().connect(sid, namespace)
-        if namespace == NAMESPACE:
-            self._on_connected(sid)
-        return sid
-
-    def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> Any:
-        try:
-            return super().disconnect(sid, namespace, **kwargs)
-        finally:
-            if namespace == NAMESPACE:
-                self._on_gone(sid)
-
-
-class Generation:
-    """One run of the server, from start() to stop(); restart() makes a new one."""
-
-    def __init__(self) -> None:
-        self.sio: Any = None
-        self.httpd: Optional[_HTTPServer] = None
-        self.thread: Optional[threading.Thread] = None
-        self.stopping = threading.Event()
-        self.stop_serving = threading.Event()
-        self.active: Set[Any] = set()
-        self.active_cond = threading.Condition()
-
-    @property
-    def not_handled(self) -> Any:
-        """What an event handler returns to send no ack."""
-        return self.sio.not_handled
-
-    # ------------------------------------------------------------------ what the parts use
-
-    def send_event(self, targets: Iterable[Tuple[str, str]], event: str, args: List[Any],
-                   on_write: Optional[Callable[[str], Callable[[], None]]] = None) -> None:
-        """One Socket.IO EVENT, encoded once, queued on each ``(sid, eio sid)``;
-        ``on_write(sid)``, when given, makes the callback told as it is written."""
-        encoded = self.sio.packet_class(
-            socketio.packet.EVENT, namespace=NAMESPACE, data=[event, *args]).encode()
-        parts = encoded if isinstance(encoded, list) else [encoded]  # binary attachments
-        first, rest = parts[0], parts[1:]
-        send = self.sio.eio.send_packet
-        for sid, eio_sid in targets:
-            send(eio_sid, message_packet(first, None if on_write is None else on_write(sid)))
-            for part in rest:
-                send(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
-
-    def send_packet(self, eio_sid: str, packet: Any) -> None:
-        """Queue an Engine.IO packet on one socket (see :func:`message_packet`)."""
-        self.sio.eio.send_packet(eio_sid, packet)
-
-    def eio_sid(self, sid: str) -> str:
-        eio_sid: str = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        return eio_sid
-
-    def stall(self, eio_sid: str, release: Callable[[], bool]) -> None:
-        """Hold the socket's writer until ``release()`` returns true (polled)."""
-        self.send_packet(eio_sid, _Stall(release))
-
-    def kick(self, sid: str) -> None:
-        """A server-side Socket.IO disconnect of ``sid``."""
-        try:
-            self.sio.disconnect(sid)
-        except Exception:  # pragma: no cover - the socket went away meanwhile
-            logger.debug("kick of %s failed", sid, exc_info=True)
-
-    def set_async_handlers(self, on: bool) -> None:
-        # python-socketio reads it per event: a thread per request, or inline
-        # on the socket's reader thread.
-        self.sio.async_handlers = on
-
-
-def message_packet(text: str, on_write: Optional[Callable[[], None]] = None) -> Any:
-    """An Engine.IO MESSAGE packet of Socket.IO text, reporting its write when asked."""
-    if on_write is None:
-        return eio_packet.Packet(eio_packet.MESSAGE, text)
-    return RecordedPacket(text, on_write)
 
 
 class _TrackingApp:
@@ -343,7 +147,7 @@ class Server:
                 transports=["websocket"],
                 logger=False,
                 engineio_logger=False,
-                client_manager=_Manager(
+                client_manager=Manager(
                     lambda sid: handlers.on_connected(gen, sid),
                     lambda sid: handlers.on_gone(gen, sid),
                 ),
