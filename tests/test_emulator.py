@@ -476,11 +476,25 @@ def test_post_many_reaches_every_listener_and_escapes_like_post(emulator, wire):
 
 
 def test_post_many_slow_path_gives_the_same_frames(emulator, wire):
-    emulator._posting.preframed = False
+    texts = ["a", 'quote " backslash \\ newline \n', "unicode é ✓ 😀"]
     w = wire()
     w.request("external/listen", {"roomId": "r", "apiKey": KEY})
-    emulator.post_many("r", ["a", "b", "c"])
-    assert [e[1]["message"]["text"] for e in w.events(3)] == ["a", "b", "c"]
+    emulator.post_many("r", texts)
+    fast = w.events(3)
+    slow_emu = Emulator(tokens=[TOKEN], api_keys=[KEY], preframed_posts=False).start()
+    try:
+        s = Wire(slow_emu)
+        try:
+            s.request("external/listen", {"roomId": "r", "apiKey": KEY})
+            slow_emu.post_many("r", texts)
+            slow = s.events(3)
+        finally:
+            s.close()
+    finally:
+        slow_emu.stop()
+    assert [e[1]["message"]["text"] for e in slow] == texts
+    assert [e[0] for e in slow] == [e[0] for e in fast]
+    assert [sorted(e[1]) for e in slow] == [sorted(e[1]) for e in fast]
 
 
 def test_post_many_without_listeners(emulator):
