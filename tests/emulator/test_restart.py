@@ -11,8 +11,8 @@ import threading
 from typing import List, Tuple
 
 import pytest
-
 from helpers import make_bot, wait_until
+
 from watchers_bot import Bot
 from watchers_bot.emulator import Emulator
 

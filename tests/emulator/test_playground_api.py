@@ -23,7 +23,7 @@ from watchers_bot.emulator import Emulator, Transcript, replay
 from watchers_bot.emulator.control import control_for
 from watchers_bot.emulator.remote import ControlError, call
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 API = "/_emulator/api/"
 
 

@@ -19,7 +19,7 @@ from tests.helpers import KEY, TOKEN, make_bot
 from tests.requirements import missing, require
 from watchers_bot.emulator import Emulator, Transcript
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "_static" / "playground.png"
 TIMEOUT_MS = 10_000
 
