@@ -1,8 +1,8 @@
-"""Is a ``Host`` (or ``Origin``) local?  The check every local HTTP server here makes.
+"""Is a ``Host`` (or ``Origin``) local?  The one place that decides what "loopback" means.
 
-The emulator's control API and a bridge's ``/metrics`` endpoint both refuse
-requests whose ``Host`` is not a loopback name (DNS rebinding); this is the one
-place that decides what "loopback" means.  Pure: no I/O.
+The emulator's control API (:mod:`watchers_bot.emulator.guard`) and a bridge's
+``/metrics`` endpoint both refuse requests whose ``Host`` is not a loopback
+name (DNS rebinding) with these functions.  Pure: no I/O.
 """
 
 from __future__ import annotations

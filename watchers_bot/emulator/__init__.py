@@ -27,9 +27,12 @@ The class is a facade over the package's parts: :mod:`.state` (credentials,
 clients, rooms), :mod:`.records` (what was seen, and the waits),
 :mod:`.gateway` (every request validated and answered through
 :mod:`watchers_bot.protocol`), :mod:`.posting`, :mod:`.faults` and
-:mod:`.server` (python-socketio's ``Server(async_mode="threading")`` over
-werkzeug; simple-websocket does the upgrade: the ``watchers-bot[emulator]``
-extra).  The playground and its control API are :mod:`.control`.
+:mod:`.server` with :mod:`.generation` and :mod:`.packets`
+(python-socketio's ``Server(async_mode="threading")`` over werkzeug;
+simple-websocket does the upgrade: the ``watchers-bot[emulator]`` extra,
+imported in :mod:`.deps`).  The playground and its control API are
+:mod:`.control` (routes), :mod:`.guard`, :mod:`.feed` and :mod:`.actions`;
+:mod:`.remote` is the API's client side.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ class Emulator(FaultSwitches, Watching):
         self._rules = AckRules(state.lock)
         self._rate = RateLimit(state.lock)
         self._inline = bool(inline_requests)
-        #: the playground's control API and others, told of every event (see control.py)
+        #: the playground's control API and others, told of every event (see feed.py)
         self.observers = Observers()
         #: the playground's control API once made (see :func:`.control.control_for`)
         self.control: Any = None

@@ -3,8 +3,9 @@
 The :class:`Feed` observes the emulator (messages, requests and their acks,
 bots coming and going), keeps the last :data:`HISTORY` events and fans each
 one out to the open Server-Sent Events streams.  A page that (re)connects
-catches up from the history (``Last-Event-ID``).  Payloads are masked with
-:func:`watchers_bot._redact.mask_secrets` before they are kept.
+catches up from the history (``Last-Event-ID``).  No event holds a secret:
+request payloads come masked from the gateway, and the pushes shown here are
+masked with :func:`watchers_bot._redact.mask_secrets`.
 """
 
 from __future__ import annotations
