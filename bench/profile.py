@@ -27,7 +27,6 @@ def _serve(conn: Any) -> None:
     from watchers_bot.emulator import Emulator
 
     emu = Emulator(tokens=[TOKEN], api_keys=[API_KEY])
-    emu._inline_requests = True
     with emu:
         conn.send(emu.url)
         while True:

@@ -59,9 +59,8 @@ WORKLOADS = {
     "raw": "raw python-socketio, 256 in flight",
     "relisten": "re-listen after a drop",
 }
-#: "emulator" as ``python -m bench`` builds it (requests handled on the socket's reader
-#: thread), "emulator-default" as tests get it (a thread per request), npm's server last
-SERVERS = ["emulator", "emulator-default", "node"]
+#: the emulator as tests get it, then npm's server
+SERVERS = ["emulator", "node"]
 WAIT = 120.0  # the longest one wait may take
 POLL = 0.002
 
@@ -137,8 +136,7 @@ def bench_server(name: str, node: Optional[str], cfg: Dict[str, Any],
     if name == "node":
         server: Any = NodeServer(node or "node")
     else:
-        server = EmulatorServer(inline_requests=name == "emulator")
-        server.name = name
+        server = EmulatorServer()
     drivers: List[Child] = []
     samples: Dict[str, List[float]] = {w: [] for w in WORKLOADS}
     try:

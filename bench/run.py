@@ -141,12 +141,10 @@ class Child:
 class EmulatorServer:
     name = "emulator"
 
-    def __init__(self, inline_requests: bool = True) -> None:
+    def __init__(self) -> None:
         from watchers_bot.emulator import Emulator
 
         self.emu = Emulator(tokens=[TOKEN], api_keys=[API_KEY], project="bench")
-        # no thread start per request: see emulator.py (off: the emulator as tests get it)
-        self.emu._inline_requests = inline_requests
         self.emu.start()
         self.url = self.emu.url
 

@@ -101,7 +101,7 @@ def test_the_rooms_bench_runs_its_smallest_configuration_on_the_emulator():
     from bench import rooms
 
     # every check (all rooms acked, the server's count, the reconnect) raises when it fails
-    servers = ["emulator", "emulator-default"]
+    servers = ["emulator"]
     result = rooms.run("smoke", servers=servers, log=lambda line: None)
     _check_rooms(result, servers)
 

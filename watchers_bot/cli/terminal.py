@@ -10,7 +10,8 @@ import sys
 import unicodedata
 from typing import Iterator, List, Optional, Tuple
 
-from .._logging import RedactingFilter, redact
+from .._logging import RedactingFilter
+from .._redact import redact
 from .parser import PROG
 
 __all__ = [
@@ -23,28 +24,21 @@ class Secrets:
     """Values that must never reach the terminal.
 
     :meth:`mask` is the CLI's one masking function: every error line, doctor
-    line and ``-vv`` traceback goes through it.
+    line and ``-vv`` traceback goes through it.  The masking itself is
+    :func:`watchers_bot._redact.redact` (the one secret registry); this only
+    remembers which values the command was given.
     """
 
     def __init__(self) -> None:
         self.values: List[str] = []
 
-    # Shorter values would mask ordinary letters everywhere (as in the library's log filter).
-    MIN_LENGTH = 4
-
     def add(self, *values: Optional[str]) -> None:
-        """Mask ``values`` (and their stripped forms) from now on; short ones are ignored."""
-        for value in values:
-            if value and len(value.strip()) >= self.MIN_LENGTH:
-                self.values.append(value.strip())
-                if value != value.strip():
-                    self.values.append(value)
+        """Mask ``values`` from now on (too-short ones are ignored, as by the log filter)."""
+        self.values.extend(v for v in values if v)
 
     def mask(self, text: str) -> str:
         """``text`` with every known secret, and anything secret-looking, as ``***``."""
-        for value in sorted(self.values, key=len, reverse=True):
-            text = text.replace(value, "***")
-        return redact(text)
+        return redact(text, self.values)
 
 
 def one_line(text: str) -> str:

@@ -20,7 +20,7 @@ from celery_cluster import (  # noqa: E402
     start_worker,
 )
 
-from watchers_bot.emulator import EVENT_SEND  # noqa: E402
+from watchers_bot.protocol import EVENT_SEND  # noqa: E402
 
 
 def lanes_of(redis_server):

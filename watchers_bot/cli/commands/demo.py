@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, secrets: Secrets) -> int:
 
 def page_url(emu: Any) -> str:
     """The emulator's playground page."""
-    from ..._control import page_url as control_page_url
+    from ...emulator.control import page_url as control_page_url
 
     return control_page_url(emu)
 

@@ -17,7 +17,7 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 
 def run(args: argparse.Namespace, secrets: Secrets) -> int:
     """Post, and print the posted payload as JSON."""
-    from ..._control import ControlError, call
+    from ...emulator.remote import ControlError, call
 
     text = read_text(args.text)
     url = args.url or settings.lookup(settings.get("URL"), [settings.env_layer()]).value

@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Tuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from ..._control import _is_loopback, _split_host
+from ..._loopback import is_loopback, split_host
 from ._lanes import HANDLER_BUCKETS, Lanes
 
 if TYPE_CHECKING:
@@ -134,8 +134,8 @@ def serve_metrics(bridge: "Bridge", port: int = 9464, *, host: str = "127.0.0.1"
     metrics = make_wsgi_app(registry)
 
     def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        name, _ = _split_host(environ.get("HTTP_HOST", ""))
-        if not (_is_loopback(name) or name.lower() in allowed):
+        name, _ = split_host(environ.get("HTTP_HOST", ""))
+        if not (is_loopback(name) or name.lower() in allowed):
             start_response("403 Forbidden", [("Content-Type", "text/plain")])
             return [b"refused: the Host header must name this machine (loopback)\n"]
         if environ.get("PATH_INFO", "") != "/metrics":

@@ -1,10 +1,9 @@
-"""The Watchers bot protocol: event names, payload shapes, and how to read answers.
+"""The client's side of the protocol: request payloads, and how to read answers.
 
-This is the one module that knows the wire format.  The client and the
-emulator both use it, so they cannot drift apart.  See ``protocol.md`` in the
-project's shared notes for what the vendor documents and what is guessed.
-
-Nothing here does I/O or imports socketio.
+Builds the payloads of :data:`~.events.REQUESTS` once their arguments are
+checked, and reads every answer the server may give (acks in their many
+shapes, ``exception`` events, ``message`` events, ``connect_error``) into
+results or :class:`~watchers_bot.errors.ServerError`.  Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -14,25 +13,22 @@ import math
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .errors import RateLimited, ServerError
-from .models import Message
+from .._redact import mask_secrets
+from ..errors import RateLimited, ServerError
+from ..models import Message
+from .events import EVENT_LISTEN, EVENT_SEND, check_value
+from .framing import FRAME_PREFIX_BYTES, MAX_FRAME_BYTES, check_frame
 
 __all__ = [
-    "EVENT_EXCEPTION",
-    "EVENT_LISTEN",
-    "EVENT_MESSAGE",
-    "EVENT_SEND",
-    "MAX_FRAME_BYTES",
+    "RATE_LIMIT_STATUS",
+    "RETRY_AFTER_FIELDS",
     "MalformedPayload",
-    "check_frame",
+    "check_id",
     "check_send",
     "check_text",
-    "encode_json",
+    "describe_connect_error",
     "exception_matches",
-    "frame_bytes",
     "listen_payload",
-    "mask_secrets",
-    "message_payload",
     "parse_exception",
     "parse_message",
     "read_listen_ack",
@@ -40,64 +36,9 @@ __all__ = [
     "send_payload",
 ]
 
-EVENT_LISTEN = "external/listen"
-EVENT_SEND = "external/send"
-EVENT_MESSAGE = "message"
-#: A NestJS gateway reports a failed handler with this event instead of an ack.
-EVENT_EXCEPTION = "exception"
-
-#: Largest frame the default Socket.IO servers (Node and Python) accept: 1e6 bytes.
-MAX_FRAME_BYTES = 1_000_000
-# A request's frame is "4" (Engine.IO message) "2" (Socket.IO event), the ack
-# id, then the JSON.  The ack id is not known before the emit: room for ten
-# digits is kept (ack ids count up from 1 per connection).
-_FRAME_PREFIX_BYTES = 2 + 10
 # The most bytes one character can take in the JSON: 12, an escaped surrogate
 # pair (the ASCII fallback of encode_json).  Shorter requests need no measuring.
 _MAX_BYTES_PER_CHAR = 12
-
-# UTF-8 on the wire, as the JavaScript client (JSON.stringify) sends it: a
-# non-ASCII character costs its 2-4 UTF-8 bytes instead of a 6-12 byte \uXXXX
-# escape.  One home for the wire's JSON: the transport encodes with it too.
-_UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_ASCII_JSON = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def encode_json(data: Any) -> str:
-    """``data`` as the JSON the client puts on the wire (UTF-8, compact).
-
-    A lone surrogate cannot be sent as UTF-8; such a value is sent with
-    ``\\uXXXX`` escapes instead, as ``JSON.stringify`` does.
-    """
-    text = _UTF8_JSON(data)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return _ASCII_JSON(data)
-    return text
-
-
-def frame_bytes(event: str, payload: Any) -> int:
-    """The size in bytes of the websocket frame that carries a request."""
-    body = encode_json([event, payload])
-    size = len(body) if body.isascii() else len(body.encode("utf-8"))
-    return _FRAME_PREFIX_BYTES + size
-
-
-def check_frame(event: str, payload: Any, *, name: str = "text") -> None:
-    """Refuse a request whose frame would be over :data:`MAX_FRAME_BYTES`
-    (``ValueError`` naming ``name``), before anything goes on the wire."""
-    size = frame_bytes(event, payload)
-    if size > MAX_FRAME_BYTES:
-        raise ValueError(
-            f"{name} is too large: its frame would be {size:,} bytes and a Socket.IO "
-            f"frame may carry at most {MAX_FRAME_BYTES:,} (servers drop larger frames)"
-        )
-
-#: Payload keys whose values are secrets, masked wherever a payload is shown.
-SECRET_KEYS = frozenset({"apiKey", "apikey", "api_key", "bearer", "token", "authorization"})
-MASK = "***"
 
 
 class MalformedPayload(ValueError):
@@ -115,6 +56,12 @@ def listen_payload(room_id: str, api_key: str) -> Dict[str, str]:
 def send_payload(room_id: str, api_key: str, user_id: str, text: str) -> Dict[str, str]:
     """The ``external/send`` payload."""
     return {"roomId": room_id, "apiKey": api_key, "userId": user_id, "text": text}
+
+
+def check_id(value: object, name: str) -> str:
+    """Check an id argument (``room_id``, ``bot_id``) as the request spec
+    (:data:`~.events.REQUESTS`) wants it; ``TypeError``/``ValueError`` naming ``name``."""
+    return check_value(value, name)
 
 
 def check_text(text: object, *, name: str = "text") -> str:
@@ -138,7 +85,7 @@ def check_send(room_id: str, api_key: str, user_id: str, text: object) -> Dict[s
     payload = send_payload(room_id, api_key, user_id, text)
     # Short requests cannot be too large: measure only those that might be.
     chars = sum(len(v) for v in payload.values()) + len(EVENT_SEND) + 64
-    if chars * _MAX_BYTES_PER_CHAR > MAX_FRAME_BYTES - _FRAME_PREFIX_BYTES:
+    if chars * _MAX_BYTES_PER_CHAR > MAX_FRAME_BYTES - FRAME_PREFIX_BYTES:
         check_frame(EVENT_SEND, payload)
     return payload
 
@@ -322,20 +269,6 @@ def parse_message(payload: Any) -> Message:
     )
 
 
-def message_payload(
-    room_id: str, message_id: Any, text: str, user_id: str, project: str, **extra: Any
-) -> Dict[str, Any]:
-    """Build a ``message`` event payload as the server sends it (used by the emulator)."""
-    payload: Dict[str, Any] = {
-        "project": project,
-        "roomId": room_id,
-        "message": {"id": message_id, "text": text},
-        "userId": user_id,
-    }
-    payload.update(extra)
-    return payload
-
-
 def parse_exception(args: Tuple[Any, ...]) -> Tuple[ServerError, Optional[str], Any]:
     """Read a NestJS-style ``exception`` event.
 
@@ -371,24 +304,6 @@ def exception_matches(data: Any, payload: Mapping[str, Any]) -> bool:
     return all(data.get(k) == v for k, v in payload.items() if k in data) and bool(
         set(data) & set(payload)
     )
-
-
-# --------------------------------------------------------------------------- secrets
-
-
-def mask_secrets(value: Any) -> Any:
-    """A copy of ``value`` with the values of secret keys replaced by ``***``."""
-    if isinstance(value, Mapping):
-        return {
-            k: (MASK if isinstance(k, str) and k.lower() in _SECRET_KEYS_LOWER else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [mask_secrets(v) for v in value]
-    return value
-
-
-_SECRET_KEYS_LOWER = frozenset(k.lower() for k in SECRET_KEYS)
 
 
 def describe_connect_error(args: List[Any]) -> str:

@@ -276,6 +276,8 @@ def test_listen_acks_ok_with_the_room(emulator, probe):
         (({"apiKey": KEY},), 400, "roomId is missing"),
         (({"roomId": "", "apiKey": KEY},), 400, "roomId must be a non-empty string"),
         (({"roomId": 7, "apiKey": KEY},), 400, "roomId must be a non-empty string"),
+        (({"roomId": "  ", "apiKey": KEY},), 400,
+         "roomId must be a non-empty string, not only whitespace"),
         (({"roomId": "r"},), 400, "apiKey is missing"),
         (({"roomId": "r", "apiKey": ""},), 400, "apiKey must be a non-empty string"),
         (({"roomId": "r", "apiKey": "wrong"},), 401, "Unauthorized: invalid apiKey"),
@@ -474,11 +476,25 @@ def test_post_many_reaches_every_listener_and_escapes_like_post(emulator, wire):
 
 
 def test_post_many_slow_path_gives_the_same_frames(emulator, wire):
-    emulator._fast_post_many = False
+    texts = ["a", 'quote " backslash \\ newline \n', "unicode é ✓ 😀"]
     w = wire()
     w.request("external/listen", {"roomId": "r", "apiKey": KEY})
-    emulator.post_many("r", ["a", "b", "c"])
-    assert [e[1]["message"]["text"] for e in w.events(3)] == ["a", "b", "c"]
+    emulator.post_many("r", texts)
+    fast = w.events(3)
+    slow_emu = Emulator(tokens=[TOKEN], api_keys=[KEY], preframed_posts=False).start()
+    try:
+        s = Wire(slow_emu)
+        try:
+            s.request("external/listen", {"roomId": "r", "apiKey": KEY})
+            slow_emu.post_many("r", texts)
+            slow = s.events(3)
+        finally:
+            s.close()
+    finally:
+        slow_emu.stop()
+    assert [e[1]["message"]["text"] for e in slow] == texts
+    assert [e[0] for e in slow] == [e[0] for e in fast]
+    assert [sorted(e[1]) for e in slow] == [sorted(e[1]) for e in fast]
 
 
 def test_post_many_without_listeners(emulator):
@@ -571,7 +587,9 @@ def test_no_secret_in_logs(emulator, probe, caplog, monkeypatch):
     def boom(*args: Any) -> None:
         raise RuntimeError("handler bug")
 
-    monkeypatch.setattr(emulator, "_check_request", boom)
+    from watchers_bot.emulator import gateway
+
+    monkeypatch.setattr(gateway, "validate_request", boom)
     assert p.send("r", "hi") == (DEFAULT_ERROR,)  # a handler bug is an error ack...
     monkeypatch.undo()
     assert p.send("r", "again") == ()  # ...and the server goes on
@@ -964,3 +982,21 @@ def test_import_error_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30)
     assert "watchers-bot[emulator]" in out.stdout, out.stderr
+
+
+def test_the_emulator_refuses_what_the_client_refuses(emulator, wire):
+    """One field spec (protocol.events.REQUESTS): a blank value the client will
+    not send is refused by the emulator too, for every field of every request."""
+    from watchers_bot.protocol import REQUESTS, check_id
+
+    w = wire()
+    good = {"roomId": "r", "apiKey": KEY, "userId": "bot", "text": "hi"}
+    for event, fields in REQUESTS.items():
+        for field in fields:
+            with pytest.raises(ValueError, match=field.argument + " must not be empty"):
+                check_id(" \t", field.argument)
+            payload = {f.wire: good[f.wire] for f in fields}
+            payload[field.wire] = " \t"
+            (answer,) = w.request(event, payload)
+            assert answer["statusCode"] == 400, (event, field.wire)
+            assert answer["message"].startswith(field.wire + " must be a non-empty string")

@@ -15,17 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import KEY, TOKEN, make_bot
+from tests.helpers import KEY, TOKEN
 from tests.requirements import missing, require
-from watchers_bot.emulator import Emulator, Transcript
+from watchers_bot.emulator import Transcript
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "_static" / "playground.png"
 TIMEOUT_MS = 10_000
-
-
-def echo(msg):
-    return "echo: " + msg.text
 
 
 @pytest.fixture(scope="module")
@@ -42,27 +38,6 @@ def chromium():
                                      args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
-
-
-@pytest.fixture
-def emu():
-    with Emulator(tokens=[TOKEN], api_keys=[KEY]) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def echo_bot(emu):
-    bot = make_bot(emu, bot_id="echo-bot")
-    bot.connect()
-    bot.listen("room-1")
-
-    def answer(msg):
-        bot.reply(msg, echo(msg))
-
-    worker = bot.run_in_thread(answer)
-    yield bot
-    worker.stop()
-    bot.close()
 
 
 @pytest.fixture

@@ -17,30 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import KEY, TOKEN, make_bot, wait_until
+from tests.helpers import KEY, TOKEN, wait_until
 from watchers_bot import ServerError
-from watchers_bot._control import ControlError, call, control_for
-from watchers_bot.emulator import Emulator, Transcript, replay
+from watchers_bot.emulator import Transcript, replay
+from watchers_bot.emulator.control import control_for
+from watchers_bot.emulator.remote import ControlError, call
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 API = "/_emulator/api/"
-
-
-@pytest.fixture
-def emu():
-    with Emulator(tokens=[TOKEN], api_keys=[KEY]) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def echo_bot(emu):
-    bot = make_bot(emu, bot_id="echo")
-    bot.connect()
-    bot.listen("room-1")
-    worker = bot.run_in_thread(lambda msg: bot.reply(msg, "echo: " + msg.text))
-    yield bot
-    worker.stop()
-    bot.close()
 
 
 def request(emu, method, path, body=None, headers=None, raw_body=None):
@@ -116,7 +100,7 @@ def test_post_as_human_reaches_the_bot_and_its_answer_streams_with_the_ack(emu, 
         assert (human["user"], human["text"], human["room"]) == ("alice", "hi", "room-1")
         [reply] = events.wait_for(lambda e: e["kind"] == "message" and e["by"] == "bot",
                                   "the bot's message")
-        assert (reply["user"], reply["text"]) == ("echo", "echo: hi")
+        assert (reply["user"], reply["text"]) == ("echo-bot", "echo: hi")
         [send] = events.wait_for(
             lambda e: e["kind"] == "packet" and e["event"] == "external/send", "the send")
         assert send["acked"] is True
@@ -296,8 +280,8 @@ def test_transcript_saved_and_replayed_from_python(emu, echo_bot, tmp_path):
     path.write_text(json.dumps(saved))
     transcript = Transcript.load(path)
     assert [(t.by, t.user, t.text) for t in transcript.turns] == [
-        ("human", "alice", "hello"), ("bot", "echo", "echo: hello"),
-        ("human", "bob", "how are you"), ("bot", "echo", "echo: how are you")]
+        ("human", "alice", "hello"), ("bot", "echo-bot", "echo: hello"),
+        ("human", "bob", "how are you"), ("bot", "echo-bot", "echo: how are you")]
 
     result = replay(emu, transcript)
     assert result.bot_texts() == transcript.bot_texts()

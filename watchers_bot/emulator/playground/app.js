@@ -220,7 +220,8 @@ function renderBots() {
       el("strong", { text: b.user || "(no messages sent yet)" }), " ",
       el("code", { text: b.sid }), " ",
       el("span", { class: up ? "up" : "gone", text: up ? "connected" : "disconnected" }),
-      el("div", { class: "muted", text: "rooms: " + (b.rooms.join(", ") || "none") }),
+      el("div", { class: "muted", text: "rooms: " + (b.rooms.join(", ") || "none") +
+        (b.room_count > b.rooms.length ? ` (+${b.room_count - b.rooms.length} more)` : "") }),
       el("div", { class: "muted", text: `since ${clock(b.connected_at)}` +
         (up ? "" : `, gone at ${clock(b.disconnected_at)}`) })));
   }

@@ -1,0 +1,1 @@
+"""Tests of the local emulator (watchers_bot/emulator/)."""

@@ -1,0 +1,1 @@
+"""Tests of the wire format (watchers_bot/protocol/)."""

@@ -1,0 +1,23 @@
+"""The emulator's third-party dependencies (the ``emulator`` extra), imported once.
+
+A missing one is an ImportError naming the extra to install, whichever emulator
+module is imported first.  :mod:`.packets`, :mod:`.generation` and
+:mod:`.server` use them; :mod:`.gateway` only raises python-socketio's
+connection refusal.
+"""
+
+from __future__ import annotations
+
+try:
+    import simple_websocket  # noqa: F401  (engineio's threading driver needs it)
+    import socketio
+    from engineio import packet as eio_packet
+    from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "watchers_bot.emulator needs python-socketio, simple-websocket and werkzeug; "
+        "install them with: pip install 'watchers-bot[emulator]' "
+        f"(missing: {exc.name or exc})"
+    ) from exc
+
+__all__ = ["ThreadedWSGIServer", "WSGIRequestHandler", "eio_packet", "socketio"]

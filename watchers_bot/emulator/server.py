@@ -1,0 +1,254 @@
+"""The emulator's plumbing: python-socketio over werkzeug, one generation per run.
+
+With :mod:`.generation` and :mod:`.packets`, the modules of the emulator that
+drive python-socketio, python-engineio and werkzeug (imported through
+:mod:`.deps`; the gateway only raises python-socketio's connect refusal).
+:class:`Server` binds, serves in a background thread, and stops
+(bounded, every link ended); :meth:`Server.start` makes a new
+:class:`Generation` each time, so a restart never mixes sockets of two runs.
+Events go to a :class:`Handlers` (the gateway); nothing here knows the
+Watchers protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
+
+from .deps import ThreadedWSGIServer, WSGIRequestHandler, socketio
+from .generation import Generation, Manager
+from .packets import ServerPacket
+from .state import close_raw
+
+__all__ = ["JOIN_TIMEOUT", "Handlers", "Server"]
+
+logger = logging.getLogger("watchers_bot.emulator")
+
+JOIN_TIMEOUT = 2.0
+_SERVE_POLL = 0.05  # how often the accept loop checks for stop()
+
+
+class Handlers(Protocol):
+    """What the server calls (the gateway implements it)."""
+
+    def on_connect(self, gen: "Generation", sid: str, environ: Mapping[str, Any],
+                   auth: Any) -> Any: ...
+
+    def on_connected(self, gen: "Generation", sid: str) -> None: ...
+
+    def on_gone(self, gen: "Generation", sid: str) -> None: ...
+
+    def on_event(self, gen: "Generation", event: str, sid: str,
+                 args: Tuple[Any, ...]) -> Any: ...
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug's request handler without per-request logging."""
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.debug("http %s: " + message.rstrip(), type, *args)
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        # simple-websocket ends a websocket session by raising ConnectionError
+        # through werkzeug.  werkzeug then treats the socket as an idle HTTP/1.1
+        # keep-alive connection and waits for another request on it, so the
+        # TCP link stays open until the client gives up (python-socketio's
+        # disconnect() then blocks 3 s waiting for it).  Close it now.
+        self.close_connection = True
+
+
+class _HTTPServer(ThreadedWSGIServer):
+    """werkzeug's threaded server, logging to our logger at DEBUG only."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        logger.debug("http %s: " + message.rstrip(), type, *args)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("http request from %s failed", client_address, exc_info=True)
+
+
+class _TrackingApp:
+    """WSGI wrapper remembering every open connection's socket, so stop() can end
+    them; while stopping, a new request gets a 503 (not an auth refusal)."""
+
+    def __init__(self, app: Any, gen: Generation) -> None:
+        self._app = app
+        self._gen = gen
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        gen = self._gen
+        if gen.stopping.is_set():
+            start_response("503 Service Unavailable",
+                           [("Content-Type", "text/plain"), ("Retry-After", "1")])
+            return [b"the emulator is restarting or shutting down\n"]
+        sock = environ.get("werkzeug.socket")
+        token = sock if sock is not None else object()
+        if sock is not None:
+            # Small frames go out at once (no Nagle delay waiting for the
+            # client's ACK): what Node's http server does by default.
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with gen.active_cond:
+            gen.active.add(token)
+        try:
+            return self._app(environ, start_response)
+        finally:
+            with gen.active_cond:
+                gen.active.discard(token)
+                gen.active_cond.notify_all()
+
+
+class Server:
+    """Binds, serves and stops; one :class:`Generation` per run."""
+
+    def __init__(self, *, host: str, port: int, ping: Tuple[float, float],
+                 max_message_size: int, ssl_context: Optional[ssl.SSLContext]) -> None:
+        self.host = host
+        self.port = int(port)
+        self.ping = ping
+        self.max_message_size = int(max_message_size)
+        self.ssl_context = ssl_context
+        self.lifecycle = threading.RLock()
+        self.gen: Optional[Generation] = None
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the emulator has no port yet: call start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
+
+    def running_gen(self) -> Generation:
+        gen = self.gen
+        if gen is None or gen.stopping.is_set():
+            raise RuntimeError("the emulator is not running: call start() first")
+        return gen
+
+    def start(self, handlers: Handlers, *, async_handlers: bool,
+              wrap_app: Callable[[Any], Any]) -> Optional[Generation]:
+        """Bind and serve in a background thread; None when already running.
+        ``OSError`` when the port cannot be bound."""
+        with self.lifecycle:
+            if self.gen is not None:
+                return None
+            gen = Generation()
+            sio = socketio.Server(
+                async_mode="threading",
+                cors_allowed_origins="*",
+                transports=["websocket"],
+                logger=False,
+                engineio_logger=False,
+                client_manager=Manager(
+                    lambda sid: handlers.on_connected(gen, sid),
+                    lambda sid: handlers.on_gone(gen, sid),
+                ),
+                ping_interval=self.ping[0],
+                ping_timeout=self.ping[1],
+                max_http_buffer_size=self.max_message_size,
+                async_handlers=async_handlers,
+                serializer=ServerPacket,
+            )
+            sio.on("connect", lambda sid, environ, auth=None: handlers.on_connect(
+                gen, sid, environ, auth))
+            sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
+            sio.on("*", lambda event, sid, *args: handlers.on_event(gen, event, sid, args))
+            gen.sio = sio
+            app = _TrackingApp(wrap_app(socketio.WSGIApp(sio)), gen)
+
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((self.host, self.port))
+                listener.listen(128)
+                port = listener.getsockname()[1]
+                httpd = _HTTPServer(self.host, port, app, _QuietHandler,
+                                    ssl_context=self.ssl_context, fd=listener.fileno())
+            finally:
+                listener.close()  # werkzeug holds its own duplicate
+            httpd.timeout = _SERVE_POLL
+            gen.httpd = httpd
+            self.port = httpd.port
+            gen.thread = threading.Thread(
+                target=self._serve, args=(gen,), name=f"watchers-emulator:{self.port}",
+                daemon=True,
+            )
+            gen.thread.start()
+            self.gen = gen
+            logger.debug("emulator serving on %s", self.url)
+            return gen
+
+    @staticmethod
+    def _serve(gen: Generation) -> None:
+        httpd = gen.httpd
+        assert httpd is not None
+        try:
+            while not gen.stop_serving.is_set():
+                httpd.handle_request()  # returns after httpd.timeout when idle
+        except Exception:  # pragma: no cover - defensive: never die silently
+            logger.exception("emulator accept loop failed")
+        finally:
+            httpd.server_close()
+
+    def shutdown(self, gen: Generation, sockets: Callable[[], Any], *, drop: bool,
+                 timeout: float) -> None:
+        """End ``gen`` (``stopping`` already set): every client kicked (or, with
+        ``drop``, its link cut), every link ended, the port released; bounded
+        by ``timeout``.  ``sockets()`` lists ``(sid, raw socket)`` of its clients."""
+        deadline = time.monotonic() + max(timeout, 0.1)
+        gen.stop_serving.set()
+        if gen.thread is not None:
+            gen.thread.join(max(deadline - time.monotonic(), 0.05))
+        clients = list(sockets())
+        if drop:
+            for _, raw in clients:
+                close_raw(raw)
+        else:
+            for sid, _ in clients:
+                gen.kick(sid)
+            # close every Engine.IO socket: CLOSE packet, then the writer closes the websocket
+            for eio_socket in list(getattr(gen.sio.eio, "sockets", {}).values()):
+                try:
+                    eio_socket.close(wait=False, abort=False)
+                except Exception:  # pragma: no cover - already closing
+                    logger.debug("closing an engine.io socket failed", exc_info=True)
+        # wait (bounded) for the links to end, then cut whatever is left
+        self._wait_idle(gen, min(deadline - time.monotonic(), 1.0))
+        with gen.active_cond:
+            leftovers = list(gen.active)
+        for sock in leftovers:
+            close_raw(sock if isinstance(sock, socket.socket) else None)
+        self._wait_idle(gen, deadline - time.monotonic())
+        try:
+            gen.sio.shutdown()
+        except Exception:  # pragma: no cover
+            logger.debug("socketio shutdown failed", exc_info=True)
+        self.gen = None
+        logger.debug("emulator on port %s stopped", self.port)
+
+    @staticmethod
+    def _wait_idle(gen: Generation, timeout: float) -> bool:
+        end = time.monotonic() + max(timeout, 0.0)
+        with gen.active_cond:
+            while gen.active:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                gen.active_cond.wait(left)
+        return True
+
+    def set_ping(self, interval: float, timeout: float) -> None:
+        self.ping = (interval, timeout)
+        gen = self.gen
+        if gen is not None:
+            gen.sio.eio.ping_interval = interval
+            gen.sio.eio.ping_timeout = timeout

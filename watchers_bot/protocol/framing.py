@@ -1,0 +1,147 @@
+"""Socket.IO and Engine.IO text framing: the package's home for writing and reading it.
+
+A Watchers request on the wire is one websocket text frame holding an
+Engine.IO MESSAGE (``4``) whose data is a Socket.IO EVENT (``2``) of the
+default namespace: ``42<ack id>["external/send",{...}]``.  An ack is a
+Socket.IO ACK (``3``): ``43<ack id>[<answer>...]``.  The emulator's packets
+and pre-framed broadcasts, the server's event payloads and the size check of
+requests build or read frames with the functions here; the client's fast path
+(``watchers_bot._transport``) takes its JSON from here but still has its own
+copy of the event/ack pattern and of the ``4`` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import sys
+from typing import Any, Callable, Optional, Tuple
+
+__all__ = [
+    "ENGINEIO_MESSAGE",
+    "EVENT_OR_ACK",
+    "MAX_FRAME_BYTES",
+    "SOCKETIO_ACK",
+    "SOCKETIO_EVENT",
+    "check_frame",
+    "decode_json",
+    "encode_json",
+    "engineio_message",
+    "event_packet",
+    "frame_bytes",
+    "read_event_or_ack",
+    "ws_text_frame",
+]
+
+#: Engine.IO packet type of a message (the first character of the frame).
+ENGINEIO_MESSAGE = "4"
+#: Socket.IO packet types of an event and of an ack (the character after it).
+SOCKETIO_EVENT = "2"
+SOCKETIO_ACK = "3"
+
+#: An EVENT or ACK packet of the default namespace without binary attachments:
+#: the type, an optional ack id, then the JSON array (group 1, group 2, match end - 1).
+EVENT_OR_ACK = re.compile(r"([23])(\d*)\[")
+
+#: Largest frame the default Socket.IO servers (Node and Python) accept: 1e6 bytes.
+MAX_FRAME_BYTES = 1_000_000
+# A request's frame is "4" "2", the ack id, then the JSON.  The ack id is not
+# known before the emit: room for ten digits is kept (ack ids count up from 1
+# per connection).
+FRAME_PREFIX_BYTES = 2 + 10
+
+# UTF-8 on the wire, as the JavaScript client (JSON.stringify) sends it: a
+# non-ASCII character costs its 2-4 UTF-8 bytes instead of a 6-12 byte \uXXXX
+# escape.
+_UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ASCII_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_json(data: Any) -> str:
+    """``data`` as the JSON the client puts on the wire (UTF-8, compact).
+
+    A lone surrogate cannot be sent as UTF-8; such a value is sent with
+    ``\\uXXXX`` escapes instead, as ``JSON.stringify`` does.
+    """
+    text = _UTF8_JSON(data)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII_JSON(data)
+    return text
+
+
+def _refuse_huge_int(text: str) -> int:
+    # Parsing a many-digit integer is quadratic: refuse what no payload needs.
+    if len(text) > 100:
+        raise ValueError("integer of over 100 digits in a packet")
+    return int(text)
+
+
+_SAFE_DECODE = json.JSONDecoder(parse_int=_refuse_huge_int).decode
+_int_limit: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 0)
+
+
+def decode_json(text: str) -> Any:
+    """Decode a packet's JSON (``ValueError`` if it is not JSON).
+
+    ``json.loads`` while the interpreter's ``int_max_str_digits`` limit bounds
+    the cost of integers (the default, 4300 digits); otherwise a decoder that
+    refuses integers of over 100 digits, as python-engineio's does, built once
+    (engineio's builds one per call).
+    """
+    if 0 < _int_limit() <= 10_000:
+        return json.loads(text)
+    return _SAFE_DECODE(text)
+
+
+def event_packet(event: str, data: Any, ack_id: Optional[int] = None,
+                 *, encode: Callable[[Any], str] = encode_json) -> str:
+    """The Socket.IO text of an EVENT packet of the default namespace:
+    ``2[<ack id>]["event",data]`` (wrap it with :func:`engineio_message`)."""
+    ack = "" if ack_id is None else str(ack_id)
+    return SOCKETIO_EVENT + ack + encode([event, data])
+
+
+def engineio_message(packet: str) -> str:
+    """The Engine.IO MESSAGE carrying a Socket.IO packet's text: one websocket frame's text."""
+    return ENGINEIO_MESSAGE + packet
+
+
+def read_event_or_ack(packet: str) -> Optional[Tuple[str, str, int]]:
+    """``(type, ack id, start of the JSON array)`` of a Socket.IO EVENT or ACK
+    packet of the default namespace, or None for anything else."""
+    m = EVENT_OR_ACK.match(packet)
+    if m is None:
+        return None
+    return m.group(1), m.group(2), m.end() - 1
+
+
+def frame_bytes(event: str, payload: Any) -> int:
+    """The size in bytes of the websocket frame that carries a request."""
+    body = encode_json([event, payload])
+    size = len(body) if body.isascii() else len(body.encode("utf-8"))
+    return FRAME_PREFIX_BYTES + size
+
+
+def check_frame(event: str, payload: Any, *, name: str = "text") -> None:
+    """Refuse a request whose frame would be over :data:`MAX_FRAME_BYTES`
+    (``ValueError`` naming ``name``), before anything goes on the wire."""
+    size = frame_bytes(event, payload)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(
+            f"{name} is too large: its frame would be {size:,} bytes and a Socket.IO "
+            f"frame may carry at most {MAX_FRAME_BYTES:,} (servers drop larger frames)"
+        )
+
+
+def ws_text_frame(data: bytes) -> bytes:
+    """One unmasked, final websocket text frame (what a server sends)."""
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + data
+    return struct.pack("!BBQ", 0x81, 127, n) + data
