@@ -1000,3 +1000,34 @@ def test_the_emulator_refuses_what_the_client_refuses(emulator, wire):
             (answer,) = w.request(event, payload)
             assert answer["statusCode"] == 400, (event, field.wire)
             assert answer["message"].startswith(field.wire + " must be a non-empty string")
+
+
+def _open_socketio(emu: Emulator, **headers: str) -> "websocket.WebSocket":
+    url = f"ws://127.0.0.1:{emu.port}/socket.io/?EIO=4&transport=websocket"
+    return websocket.create_connection(url, timeout=5, **headers)
+
+
+@pytest.mark.parametrize("headers", [
+    {"host": "evil.example:{port}"},                 # DNS rebinding: a name that resolved here
+    {"host": "192.168.1.5:{port}"},                  # not loopback
+    {"origin": "http://evil.example"},               # a page of another site
+    {"origin": "http://evil.example:{port}"},
+])
+def test_socketio_requests_from_elsewhere_are_refused(headers):
+    with Emulator([TOKEN], [KEY]) as emu:
+        given = {name: value.format(port=emu.port) for name, value in headers.items()}
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            _open_socketio(emu, **given)
+        assert refused.value.status_code == 403
+        assert emu.clients == []
+
+
+def test_socketio_requests_from_local_pages_and_proxies_are_served():
+    with Emulator([TOKEN], [KEY]) as emu:
+        for headers in ({}, {"origin": f"http://localhost:{emu.port}"},
+                        {"host": "localhost:1"}):   # a local TCP proxy in front of the emulator
+            ws = _open_socketio(emu, **headers)
+            try:
+                assert ws.recv().startswith("0{")  # Engine.IO's open packet
+            finally:
+                ws.close()

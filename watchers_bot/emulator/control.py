@@ -19,11 +19,12 @@ import json
 import threading
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+from .._loopback import is_loopback
 from .actions import Actions
 from .feed import Feed
-from .guard import HTTPError, check_local, read_json_body
+from .guard import HTTPError, check_local, check_local_client, read_json_body
 from .transcript import Transcript
 
 if TYPE_CHECKING:
@@ -72,12 +73,21 @@ class Control:
         return self.feed.transcript(room)
 
     def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
-        """A WSGI app serving :data:`PREFIX` here and everything else with ``app``."""
+        """A WSGI app serving :data:`PREFIX` here and everything else with ``app``.
+
+        While the emulator is bound to a loopback address, Socket.IO requests must name a
+        loopback host too (bound to another interface on purpose, bots may come from there)."""
 
         def dispatch(environ: Dict[str, Any], start_response: Any) -> Any:
             path = environ.get("PATH_INFO", "")
             if path == PREFIX.rstrip("/") or path.startswith(PREFIX):
                 return self(environ, start_response)
+            if is_loopback(urlsplit(self._emu.url).hostname or ""):  # once per connection
+                try:
+                    check_local_client(environ)
+                except HTTPError as exc:
+                    start_response(exc.status, [("Content-Type", "text/plain")])
+                    return [exc.message.encode() + b"\n"]
             return app(environ, start_response)
 
         return dispatch

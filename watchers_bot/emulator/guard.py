@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .._loopback import is_loopback, split_host
 
-__all__ = ["MAX_BODY", "HTTPError", "check_local", "read_json_body"]
+__all__ = ["MAX_BODY", "HTTPError", "check_local", "check_local_client", "read_json_body"]
 
 #: Largest request body the API reads.
 MAX_BODY = 1_000_000
@@ -47,6 +47,22 @@ def check_local(environ: Dict[str, Any], port: int, scheme: str) -> None:
                 or origin_port != port):
             raise HTTPError("403 Forbidden",
                             "refused: cross-origin request to the emulator's control API")
+
+
+def check_local_client(environ: Dict[str, Any]) -> None:
+    """Raise :class:`HTTPError` (403) unless a Socket.IO request names a loopback host.
+
+    Looser than :func:`check_local` about ports, because tests put TCP proxies (other
+    ports) in front of the emulator; what it must stop is a page on another site, reached
+    by a rebound DNS name or sending its own ``Origin``, talking to a local bot server."""
+    host, _ = split_host(environ.get("HTTP_HOST", ""))
+    if not is_loopback(host):
+        raise HTTPError("403 Forbidden", "refused: the Host header must be a loopback "
+                        "address (the emulator is local only)")
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and not is_loopback(urlsplit(origin).hostname or ""):
+        raise HTTPError("403 Forbidden", "refused: a page of another site may not connect "
+                        "to the emulator")
 
 
 def read_json_body(environ: Dict[str, Any]) -> Dict[str, Any]:
