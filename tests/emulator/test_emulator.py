@@ -503,14 +503,13 @@ def test_post_many_without_listeners(emulator):
     assert emulator.post("nobody", "c")["message"]["id"] == 3
 
 
-def test_post_many_is_fast(emulator, wire):
+def test_post_many_delivers_a_large_batch_whole_and_in_order(emulator, wire):
+    # its speed is measured by bench/ (burst receive), not asserted here
     w = wire()
     w.request("external/listen", {"roomId": "r", "apiKey": KEY})
-    texts = ["y" * 100] * 20_000
-    t0 = time.perf_counter()
+    texts = [f"{i:08d}" + "y" * 92 for i in range(20_000)]
     emulator.post_many("r", texts)
-    assert time.perf_counter() - t0 < 2.0  # about 0.02 s here; generous for slow CI
-    assert w.events(20_000)[-1][1]["message"]["text"] == texts[-1]
+    assert [event[1]["message"]["text"] for event in w.events(20_000)] == texts
 
 
 def test_concurrent_posts_keep_ids_in_wire_order(emulator, wire):

@@ -68,7 +68,7 @@ class Stall(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
         self._release = release
 
     def encode(self, b64: bool = False) -> Any:
-        while not self._release():
+        while not self._release():  # blocks a step at a time until thawed or stopped
             pass
         return super().encode(b64)
 
