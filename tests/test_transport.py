@@ -13,18 +13,19 @@ import pytest
 import socketio
 import websocket
 
-from watchers_bot import _transport
-from watchers_bot._transport import SocketIOClient, seam_available
+from watchers_bot.transport import SocketIOClient, seam_available, upstream
+from watchers_bot.transport import socketio as wire_socketio
+from watchers_bot.transport.websocket import WebSocket
 
 
 def test_seam_is_present_in_installed_versions():
     assert seam_available(), (
         f"python-socketio {socketio.__version__ if hasattr(socketio, '__version__') else '?'} / "
-        "python-engineio moved the dispatch seam watchers_bot hooks: see _transport.py"
+        "python-engineio moved a name watchers_bot hooks: see watchers_bot/transport/upstream.py"
     )
     client = SocketIOClient(handle_sigint=False)
     assert isinstance(client.eio, engineio.Client)
-    assert type(client.eio).__name__ == "_InlineEngineIOClient"
+    assert type(client.eio).__name__ == "InlineEngineIOClient"
 
 
 def test_packets_are_dispatched_on_the_read_thread_in_order(emulator):
@@ -97,13 +98,14 @@ def test_fast_path_is_on_for_the_installed_versions():
 
     If this fails after an upgrade, python-socketio/engineio or websocket-client
     moved something: the bot still works (FAST_PATH turns itself off and
-    upstream's paths run), but slowly; re-check each override in _transport.py
+    upstream's paths run), but slowly; re-check each override
+    in watchers_bot/transport/ (the table in upstream.py)
     against the new release before widening the range in setup.cfg.
     """
-    sio, eio = _transport._version(socketio), _transport._version(engineio)
-    assert _transport.TESTED_SOCKETIO[0] <= sio < _transport.TESTED_SOCKETIO[1], sio
-    assert _transport.TESTED_ENGINEIO[0] <= eio < _transport.TESTED_ENGINEIO[1], eio
-    assert _transport.FAST_PATH, "the fast receive path is off: see _transport._fast_path_supported"
+    if os.environ.get("WATCHERS_FAST_PATH", "1") == "0":
+        pytest.skip("WATCHERS_FAST_PATH=0 turns the fast path off on purpose")
+    assert upstream.versions_tested() == []
+    assert upstream.FAST_PATH, "the fast path is off: see watchers_bot/transport/upstream.py"
     # The exact upstream signatures the overrides replace.
     assert list(inspect.signature(engineio.Client._receive_packet).parameters) == ["self", "pkt"]
     assert list(inspect.signature(socketio.Client._handle_eio_message).parameters) == [
@@ -121,12 +123,12 @@ def test_fast_path_is_on_for_the_installed_versions():
                  "namespaces", "eio"):
         assert hasattr(client, name), name
     # Our packets' json: UTF-8 out (the fast path checks for it), engineio's safe loads in.
-    assert client.packet_class.json is _transport._WireJson
+    assert client.packet_class.json is wire_socketio.WireJson
     for name in ("handlers", "logger", "queue", "queue_empty", "state", "ping_interval",
                  "ping_timeout", "current_transport", "write_loop_task"):
         assert hasattr(client.eio, name), name
-    assert callable(getattr(_transport._ENGINEIO_JSON, "_safe_int", None))
-    ws = _transport._WebSocket()
+    assert callable(getattr(wire_socketio._ENGINEIO_JSON, "_safe_int", None))
+    ws = WebSocket()
     assert hasattr(ws, "readlock")
     assert hasattr(ws, "lock")
     assert hasattr(ws, "get_mask_key")
@@ -136,9 +138,9 @@ def test_fast_path_is_on_for_the_installed_versions():
 def test_version_of_the_installed_packages_matches_importlib_metadata():
     from importlib import metadata
 
-    for module, dist in ((socketio, "python-socketio"), (engineio, "python-engineio")):
-        want = tuple(int(p) for p in metadata.version(dist).split(".")[:3])
-        assert _transport._version(module) == want
+    for dist in upstream.TESTED:
+        want = tuple(int(p) for p in metadata.version(dist.replace("_", "-")).split(".")[:3])
+        assert upstream.version(dist) == want
 
 
 class _Recorder:
@@ -211,7 +213,7 @@ def test_packets_the_fast_decoder_refuses_are_decoded_by_upstream(monkeypatch):
     def refuse(text):
         raise json.JSONDecodeError("refused", text, 0)
 
-    monkeypatch.setattr(_transport, "_ORJSON_LOADS", refuse)
+    monkeypatch.setattr(wire_socketio, "_ORJSON_LOADS", refuse)
     client._handle_eio_message('2["message",{"text":"\\ud800","n":NaN}]')
     [(payload,)] = message.calls
     assert payload["text"] == "\ud800"
@@ -253,9 +255,9 @@ def _frame(opcode, payload, *, fin=True, mask=False, rsv=0):
 
 @pytest.fixture
 def wire():
-    """A _WebSocket reading one end of a socket pair; the test writes the other."""
+    """A WebSocket reading one end of a socket pair; the test writes the other."""
     ours, theirs = socket.socketpair()
-    ws = _transport._WebSocket()
+    ws = WebSocket()
     ws.sock = ours
     ws.connected = True
     ours.settimeout(5)
@@ -419,14 +421,14 @@ def test_sends_from_one_thread_keep_their_order_lone_or_pipelined(emulator, monk
     """Lone requests are written directly, the ones that follow queued and
     batched: the server sees them all in the order they were made."""
     direct = []
-    real = _transport._WebSocket.send_direct
+    real = WebSocket.send_direct
 
     def counting(self, text):
         taken = real(self, text)
         direct.append(taken)
         return taken
 
-    monkeypatch.setattr(_transport._WebSocket, "send_direct", counting)
+    monkeypatch.setattr(WebSocket, "send_direct", counting)
     client = SocketIOClient(handle_sigint=False, reconnection=False)
     client.connect(emulator.url, auth={"bearer": "test-token"}, transports=["websocket"],
                    wait_timeout=5)
