@@ -14,6 +14,7 @@ it until an ack that never comes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -52,7 +53,10 @@ class CallbackRunner:
     """Runs user callbacks of futures on a thread of the bot's own, in order."""
 
     def __init__(self) -> None:
-        self._queue: "queue.Queue[Optional[Tuple[Callable[[Any], Any], Any]]]" = queue.Queue()
+        # SimpleQueue: put and get without a Condition (most of a pipelined
+        # done-callback's cost otherwise).
+        self._queue: "queue.SimpleQueue[Optional[Tuple[Callable[[Any], Any], Any]]]" = (
+            queue.SimpleQueue())
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -177,7 +181,7 @@ class RequestTable:
         self._counters = counters
         self._runner = runner
         self._wake = wake
-        self._ids = 0
+        self._ids = itertools.count(1)  # next() is atomic: no lock per request
         self._pending: Dict[int, Request] = {}  # on the wire, by id
         self._waiting: Dict[int, Request] = {}  # for a link or a turn, in order
         #: The earliest deadline or turn in the table (the supervisor sleeps until then).
@@ -190,10 +194,7 @@ class RequestTable:
             reader: Callable[[Tuple[Any, ...]], Any], deadline: float,
             on_success: Optional[Callable[[], None]] = None, *, timeout: float,
             budget: float, whole: bool = False, retry: bool = False) -> Request:
-        with self._lock:
-            self._ids += 1
-            req_id = self._ids
-        return Request(req_id, event, payload, reader, AckFuture(self._runner), deadline,
+        return Request(next(self._ids), event, payload, reader, AckFuture(self._runner), deadline,
                        on_success, timeout=timeout, budget=budget, whole=whole, retry=retry)
 
     # ------------------------------------------------------------------ in (caller holds lock)

@@ -198,10 +198,10 @@ class SocketIOClient(socketio.Client):
                             args = codec.loads(data[m.end() - 1:])
                     except ValueError:
                         args = None  # upstream decodes it again and raises
-                    if type(args) is list and args:
+                    if type(args) is list:  # an ack may be empty: "3<id>[]"
                         ack_id = m.group(2)
                         if m.group(1) == "2":
-                            if not ack_id:  # the server wants no answer
+                            if not ack_id and args:  # the server wants no answer
                                 event = args[0]
                                 handlers = self.handlers.get("/")
                                 handler = handlers.get(event) if handlers and type(
