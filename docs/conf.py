@@ -71,24 +71,46 @@ class CliHelp(Directive):
     option_spec = {"width": directives.positive_int}
 
     def run(self) -> List[Any]:
-        from watchers_bot.cli import build_parser
+        from watchers_bot.cli.parser import build_parser, command_parser
 
         os.environ["COLUMNS"] = str(self.options.get("width", 88))
         os.environ["NO_COLOR"] = "1"  # Python 3.14's argparse colours its help otherwise
-        parser = build_parser()
         if self.arguments:
-            name = self.arguments[0]
-            sub = next(
-                action for action in parser._subparsers._group_actions  # type: ignore[union-attr]
-                if hasattr(action, "choices")
-            ).choices[name]
-            text = sub.format_help()
+            text = command_parser(self.arguments[0]).format_help()
         else:
-            text = parser.format_help()
+            text = build_parser().format_help()
         block = nodes.literal_block(text, text)
         block["language"] = "text"
         return [block]
 
 
+class SettingsTable(Directive):
+    """``.. watchers-settings::``: the table of ``WATCHERS_*`` settings, from
+    ``watchers_bot.settings.SETTINGS`` (their one home), generated at build time."""
+
+    has_content = False
+
+    def run(self) -> List[Any]:
+        from docutils.statemachine import StringList
+
+        from watchers_bot import settings
+
+        def code(value: Any) -> str:
+            return "—" if value is None else f"``{value}``"
+
+        lines = [".. list-table::", "   :header-rows: 1", "",
+                 "   * - Variable", "     - ``Bot`` argument", "     - Kind",
+                 "     - Default", "     - What it is for"]
+        for setting in settings.SETTINGS:
+            kind = setting.kind + (", required" if setting.required else "")
+            lines += [f"   * - ``{setting.env}``", f"     - {code(setting.argument)}",
+                      f"     - {kind}", f"     - {code(setting.default)}",
+                      f"     - {setting.why}"]
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines), self.content_offset, container)
+        return list(container.children)
+
+
 def setup(app: Any) -> None:
     app.add_directive("cli-help", CliHelp)
+    app.add_directive("watchers-settings", SettingsTable)

@@ -122,6 +122,8 @@ def test_secrets_never_logged_even_at_debug(emulator, caplog):
     emulator.add_token(token)
     emulator.add_api_key(key)
     caplog.set_level(logging.DEBUG)
+    # On the library's logger too: a Django test's LOGGING may have set it to WARNING.
+    caplog.set_level(logging.DEBUG, logger="watchers_bot")
     with Bot(token, key, "b", url=emulator.url, include_own=True) as bot:
         bot.listen("r")
         bot.send("r", "hello")

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from requirements import require_module
 
 import watchers_bot.bot
 from watchers_bot.emulator import Emulator
@@ -76,6 +77,8 @@ def run_block(code, human=None, timeout=20.0):
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(env, index):
     code = BLOCKS[index]
+    if "watchers_bot.contrib.celery" in code:
+        require_module("celery", extra="celery", what="the README's Celery example")
     human = None
     if "bot.messages():" in code:  # the echo loop: talk to it, then stop it as Ctrl-C would
         def human():

@@ -404,7 +404,7 @@ def test_doctor_through_the_proxy(
     monkeypatch.setenv("https_proxy", proxy.url)
     code, checks = _doctor_lines(capsys, "--url", far_tls_emu.url, "--ca-certs", ca_file,
                                  "--room", "r", "--send", "via proxy")
-    assert code == 0, checks
+    assert code == 0, {name: check for name, check in checks.items() if check[0] != "ok"}
     assert checks["proxy"][1].startswith(f"through 127.0.0.1:{proxy.port} (from https_proxy")
     assert checks["dns"][1].startswith("proxy 127.0.0.1 -> 127.0.0.1")
     assert f"tunnel to 127.0.0.2:{far_tls_emu.port} opened" in checks["tcp"][1]

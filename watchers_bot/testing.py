@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import pytest
 
+from . import settings
+
 if TYPE_CHECKING:
     from .bot import Bot
     from .emulator import Emulator
@@ -79,12 +81,9 @@ class Credentials:
     @property
     def env(self) -> Dict[str, str]:
         """The ``WATCHERS_*`` variables that :meth:`Bot.from_env` reads."""
-        return {
-            "WATCHERS_TOKEN": self.token,
-            "WATCHERS_API_KEY": self.api_key,
-            "WATCHERS_BOT_ID": self.bot_id,
-            "WATCHERS_URL": self.url,
-        }
+        values = {"TOKEN": self.token, "API_KEY": self.api_key, "BOT_ID": self.bot_id,
+                  "URL": self.url}
+        return {settings.get(key).env: value for key, value in values.items()}
 
     def __repr__(self) -> str:  # test credentials, but keep the habit: no secrets
         return f"<Credentials url={self.url!r} bot_id={self.bot_id!r}>"
@@ -156,8 +155,10 @@ def watchers_env(
     watchers_credentials: Credentials, monkeypatch: pytest.MonkeyPatch
 ) -> Dict[str, str]:
     """Set the ``WATCHERS_*`` variables to the emulator for this test; returns them."""
-    monkeypatch.delenv("WATCHERS_REGION", raising=False)
     env = watchers_credentials.env
+    for setting in settings.BOT_SETTINGS:  # e.g. a stray WATCHERS_REGION: the bot reads only these
+        if setting.env not in env:
+            monkeypatch.delenv(setting.env, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env

@@ -1,4 +1,4 @@
-"""A user's plain script, run by tests/test_logging_defaults.py in a subprocess.
+"""A user's plain script, run by tests/examples/test_logging_defaults.py in a subprocess.
 
     python logging_user.py SETUP SCENARIO
 

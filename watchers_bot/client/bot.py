@@ -13,26 +13,20 @@ import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
-from .. import protocol
+from .. import protocol, settings
 from .._logging import forget_secrets, register_secrets
 from ..errors import BotClosed, ConfigError, RateLimited, ReceiveTimeout, ServerError
 from ..models import Health, Message, Stats
 from ..ratelimit import SendLimiter, SendRate
 from ..ratelimit import send_rate as read_send_rate
 from ..regions import DEFAULT_REGION, resolve_url
+from ..settings import check_id, check_secret, is_insecure_remote, seconds
 from .connection import Connection, State
 from .counters import Counters
 from .delivery import Delivery
 from .handler import HandlerThread, Runners
 from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
-from .options import (
-    check_ca_certs,
-    check_id,
-    check_secret,
-    is_insecure_remote,
-    optional_seconds,
-    seconds,
-)
+from .options import check_ca_certs, optional_seconds
 from .requests import AckFuture
 
 __all__ = ["Bot", "DuplicateBotWarning"]
@@ -41,14 +35,6 @@ log = logging.getLogger("watchers_bot")
 
 #: A token, or a function returning the current token (called on every connect).
 TokenSource = Union[str, Callable[[], str]]
-
-_ENV = {
-    "token": "WATCHERS_TOKEN",
-    "api_key": "WATCHERS_API_KEY",
-    "bot_id": "WATCHERS_BOT_ID",
-    "region": "WATCHERS_REGION",
-    "url": "WATCHERS_URL",
-}
 
 _open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
 
@@ -245,28 +231,15 @@ class Bot:
         arguments override them and are passed on to :class:`Bot`.  A missing
         required variable raises :class:`ConfigError` naming it.
         """
-        env = os.environ if environ is None else environ
-        kwargs: Dict[str, Any] = {}
-        blank: Dict[str, str] = {}
-        for name, var in _ENV.items():
-            value = env.get(var)
-            if value is not None and value.strip():
-                kwargs[name] = value.strip()
-            elif value is not None:
-                blank[name] = value
-        kwargs.update(overrides)
-        for name in ("token", "api_key"):
-            if kwargs.get(name) is None and name in blank:
-                how = " (only whitespace)" if blank[name] else ""
-                raise ConfigError(
-                    f"{_ENV[name]} is set but empty{how}: export its value "
-                    f"(or pass {name}=) to configure the bot"
-                )
-        for name in ("token", "api_key"):
-            if kwargs.get(name) is None:
-                raise ConfigError(
-                    f"{_ENV[name]} is not set: export it (or pass {name}=) to configure the bot"
-                )
+        # ``token=None`` (say, an unset CLI option) means "not given": the variable counts.
+        named = {s.argument for s in settings.BOT_SETTINGS}
+        given = {k: v for k, v in overrides.items() if v is not None or k not in named}
+        kwargs = settings.bot_arguments(
+            [settings.env_layer(environ)],
+            lambda s: f"export it (or pass {s.argument}=) to configure the bot",
+            need=[s for s in settings.REQUIRED if s.argument not in given],
+        )
+        kwargs.update(given)
         token = kwargs.pop("token")
         api_key = kwargs.pop("api_key")
         bot_id = kwargs.pop("bot_id", None)
@@ -720,7 +693,8 @@ class Bot:
     ) -> Any:
         # The whole of it (turn in the limiter, retries after refusals) fits in ``wait``;
         # a rate-limit refusal is sent again by the request table (retry=True).
-        deadline = time.monotonic() + wait
+        start = time.monotonic()
+        deadline = start + wait
         limiter = self._limiter
         if limiter is not None:
             pause = limiter.reserve(room_id, deadline)
@@ -730,9 +704,12 @@ class Bot:
                 time.sleep(pause)
                 self._check_open()
         remaining = deadline - time.monotonic()
+        # A whole-call deadline is given as the caller's timeout from the call's
+        # start (so errors name the timeout the caller gave, not what is left of it).
         future = self._conn.request(
-            protocol.EVENT_SEND, payload, protocol.read_send_ack, max(remaining, 1e-3),
-            whole=whole, retry=True,
+            protocol.EVENT_SEND, payload, protocol.read_send_ack,
+            wait if whole else max(remaining, 1e-3), whole=whole,
+            start=start if whole else None, retry=True,
         )
         # An explicit timeout bounds the whole call; otherwise the link wait
         # (connect_timeout) comes before the answer's own wait.

@@ -20,13 +20,13 @@ import enum
 import functools
 import itertools
 import logging
-import random
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .. import protocol
+from ..backoff import backoff
 from ..errors import (
     AckTimeout,
     AuthError,
@@ -504,9 +504,7 @@ class Connection:
             self._give_up(WatchersError("internal error in the supervisor thread; see the log"))
 
     def _backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with jitter (half to full of the step)."""
-        step = min(self.reconnect_delay_max, self.reconnect_delay * (2 ** min(attempt, 30)))
-        return random.uniform(step / 2, step)
+        return backoff(attempt, self.reconnect_delay, self.reconnect_delay_max)
 
     def _reconnect(self) -> None:
         old = self._link

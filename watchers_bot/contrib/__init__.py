@@ -19,6 +19,7 @@ from ..errors import (
     ServerError,
     WatchersError,
 )
+from ..settings import parse_rooms
 
 __all__ = ["error_status", "parse_rooms"]
 
@@ -58,28 +59,3 @@ def error_status(exc: BaseException) -> Tuple[int, Dict[str, Any]]:
         body["delivery"] = "not sent"
         return 400, body
     raise exc
-
-
-def parse_rooms(value: Any, name: str) -> Tuple[str, ...]:
-    """Room ids from a setting: a list/tuple of strings, or a comma-separated string.
-
-    ``None`` and ``""`` give no rooms.  Raises ``ConfigError`` naming
-    ``name`` for anything else.
-    """
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(f"{name} must be a list of room ids or a comma-separated string, "
-                          f"not {type(value).__name__}")
-    rooms = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigError(f"{name} must contain room ids as strings, not "
-                              f"{type(item).__name__}")
-        if item.strip():
-            rooms.append(item.strip())
-    return tuple(dict.fromkeys(rooms))

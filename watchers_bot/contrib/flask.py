@@ -61,13 +61,15 @@ import click
 from flask import Flask, Response, current_app, has_request_context, jsonify
 from flask.cli import AppGroup
 
+from .. import settings
 from ..bot import Bot
 from ..errors import ConfigError, WatchersError
 from ..handler import HandlerThread
 from ..models import Message
 from ..routing import Context, invoke, name_of
 from . import error_status, parse_rooms
-from ._process import BotSlot, Terminated, connect_and_listen, sigterm_raises
+from .foreground import ForegroundError, connect_and_listen, run_foreground
+from .slot import BotSlot
 
 __all__ = ["WatchersBot", "error_response"]
 
@@ -75,24 +77,8 @@ log = logging.getLogger("watchers_bot")
 
 EXTENSION_KEY = "watchers_bot"
 
-#: Bot arguments and the config key (and environment variable) each comes from.
-_CONFIG = {
-    "token": "WATCHERS_TOKEN",
-    "api_key": "WATCHERS_API_KEY",
-    "bot_id": "WATCHERS_BOT_ID",
-    "region": "WATCHERS_REGION",
-    "url": "WATCHERS_URL",
-}
-_REQUIRED = ("token", "api_key")
-
 Handler = Callable[[Message], object]
 H = TypeVar("H", bound=Handler)
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off")
-    return bool(value)
 
 
 def _cli_without_server() -> bool:
@@ -124,25 +110,19 @@ class _AppState:
         self.handler: Optional[HandlerThread] = None
         self.start_error: Optional[str] = None
 
+    @property
+    def layers(self) -> List[settings.Layer]:
+        """``app.config`` (under the variable's name), then the environment."""
+        config = settings.Layer(lambda s: self.app.config.get(s.env),
+                                lambda s: f"app.config[{s.env!r}]")
+        return [config, settings.env_layer()]
+
     def setting(self, key: str) -> Any:
-        value = self.app.config.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            value = os.environ.get(key)
-        if isinstance(value, str):
-            value = value.strip() or None
-        return value
+        return settings.lookup(settings.get(key), self.layers).value
 
     def make_bot(self) -> Bot:
-        kwargs: Dict[str, Any] = {}
-        for arg, key in _CONFIG.items():
-            value = self.setting(key)
-            if value is not None:
-                kwargs[arg] = value
-        for arg in _REQUIRED:
-            if arg not in kwargs:
-                raise ConfigError(
-                    f"{_CONFIG[arg]} is not set: put it in app.config or the environment"
-                )
+        kwargs = settings.bot_arguments(
+            self.layers, lambda s: "put it in app.config or the environment")
         options = self.app.config.get("WATCHERS_OPTIONS") or {}
         if not isinstance(options, dict):
             raise ConfigError("WATCHERS_OPTIONS must be a dict of Bot arguments")
@@ -152,12 +132,11 @@ class _AppState:
 
     @property
     def rooms(self) -> Tuple[str, ...]:
-        return parse_rooms(self.setting("WATCHERS_ROOMS"), "WATCHERS_ROOMS")
+        return parse_rooms(self.setting("ROOMS"), "WATCHERS_ROOMS")
 
     @property
     def run_handlers(self) -> bool:
-        value = self.setting("WATCHERS_RUN_HANDLERS")
-        return True if value is None else _truthy(value)
+        return settings.flag(self.setting("RUN_HANDLERS"))
 
     def dispatch(self, msg: Message, ctx: Context) -> None:
         """Call every handler with an app context pushed (a fresh one per message).
@@ -178,7 +157,17 @@ class _AppState:
                     else:
                         log.exception("message handler %r raised on %r", handler, msg)
         if first is not None:
-            raise first  # logged and counted by the handler thread
+            raise first  # logged and counted by the handler pool
+
+    def pooled_handler(self) -> Callable[[Message, Context], None]:
+        """:meth:`dispatch` as a handler of the bot's pool, named after the user's handlers
+        (the pool's error reports name the function it runs)."""
+        def dispatch(msg: Message, ctx: Context) -> None:
+            self.dispatch(msg, ctx)
+
+        names = ", ".join(name_of(h) for h in self.ext._handlers)
+        dispatch.__qualname__ = f"{names} (Flask app {self.app.name!r})"
+        return dispatch
 
     def launch(self, bot: Bot) -> None:
         """Connect in the background; listen and run the handlers when configured."""
@@ -197,15 +186,9 @@ class _AppState:
                     self.start_error = "could not start; see the log"
                 return
             if handlers and rooms and not stop.is_set():
-                def dispatch(msg: Message, ctx: Context) -> None:
-                    self.dispatch(msg, ctx)
-
-                # The pool's error reports name this function: name the user's handlers.
-                names = ", ".join(name_of(h) for h in self.ext._handlers)
-                dispatch.__qualname__ = f"{names} (Flask app {self.app.name!r})"
                 try:
                     self.handler = bot.run_in_thread(
-                        dispatch, name=f"watchers-handler-{self.app.name}")
+                        self.pooled_handler(), name=f"watchers-handler-{self.app.name}")
                 except Exception as exc:  # closed meanwhile
                     log.debug("handler thread not started: %s", exc)
 
@@ -372,37 +355,24 @@ class WatchersBot:
         @group.command("run")
         @click.option("--rooms", default=None,
                       help="Comma-separated room ids (default: WATCHERS_ROOMS).")
-        def run_command(rooms: Optional[str]) -> None:
+        @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+                      help="Rooms handled at once (messages of one room stay in order).")
+        def run_command(rooms: Optional[str], workers: int) -> None:
             """Listen and run the @on_message handlers in this process until Ctrl-C."""
             state = self._state(current_app._get_current_object())  # type: ignore[attr-defined]
             room_ids = parse_rooms(rooms, "--rooms") if rooms else state.rooms
             if not room_ids:
                 raise click.UsageError("no rooms: pass --rooms or set WATCHERS_ROOMS")
-            sys.exit(self._run_foreground(state, room_ids))
+            sys.exit(self._run_foreground(state, room_ids, workers))
 
         return group
 
-    def _run_foreground(self, state: _AppState, rooms: Tuple[str, ...]) -> int:
+    def _run_foreground(self, state: _AppState, rooms: Tuple[str, ...], workers: int) -> int:
         """Exit codes: 0 closed or SIGTERM, 1 error, 130 Ctrl-C."""
         try:
-            with sigterm_raises():
-                bot = state.slot.get()
-                if not connect_and_listen(bot, rooms, threading.Event()):
-                    return 1
-                click.echo(f"listening to {', '.join(rooms)}; Ctrl-C to stop", err=True)
-                for msg in bot.messages():
-                    try:
-                        state.dispatch(msg, Context(bot, msg))
-                    except Exception:
-                        log.exception("the message handler raised on %r; going on", msg)
-                return 0
-        except KeyboardInterrupt:
-            click.echo("interrupted; the bot is closed", err=True)
-            return 130
-        except Terminated:
-            return 0
-        except WatchersError as exc:  # a refused token, reconnection given up
+            return run_foreground(state.slot.get, state.slot.close, rooms,
+                                  state.pooled_handler(), workers=workers,
+                                  say=lambda line: click.echo(line, err=True))
+        except (ForegroundError, WatchersError) as exc:  # not configured, token refused...
             click.echo(f"error: {exc}", err=True)
             return 1
-        finally:
-            state.slot.close()

@@ -21,15 +21,17 @@ import enum
 import logging
 import os
 import re
-from typing import Any, Dict, FrozenSet, List, NamedTuple, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 import engineio
 import socketio
 import websocket
 
+from .. import settings
+
 __all__ = [
-    "FAST_PATH", "SEAMS", "TESTED", "Override", "Seam", "enabled", "missing", "version",
-    "versions_tested",
+    "FAST_PATH", "SEAMS", "TESTED", "Override", "Seam", "enabled", "missing",
+    "proxy_rules", "version", "versions_tested",
 ]
 
 log = logging.getLogger("watchers_bot")
@@ -76,9 +78,11 @@ class Seam(NamedTuple):
 _D, _W, _J = Override.INLINE_DISPATCH, Override.WS_CLOSE, Override.WIRE_JSON
 _R, _S, _F = Override.FAST_RECEIVE, Override.FAST_SEND, Override.FAST_READER
 _EC, _SC, _WS = engineio.Client, socketio.Client, websocket.WebSocket
+# websocket-client's private URL module (None if it is gone: its seam is then missing).
+_URL: Any = getattr(websocket, "_url", None)
 
 #: Every underscore name or undocumented attribute of upstream used anywhere in
-#: ``watchers_bot/transport`` and ``watchers_bot/client``.
+#: ``watchers_bot`` (``transport``, ``client`` and the CLI's doctor).
 SEAMS: Tuple[Seam, ...] = (
     # python-socketio
     Seam(_SC, "_engineio_client_class", False, (_D,), "overridden: picks our Engine.IO client"),
@@ -121,6 +125,8 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(_WS, "get_mask_key", True, (_S,), "read: the frame mask hook"),
     Seam(_WS, "sock", True, (_W, _S), "read: the socket"),
     Seam(_WS, "connected", True, (_W,), "read and set"),
+    Seam(_URL, "get_proxy_info", False, (), "called by cli/doctor/network.py: the proxy "
+         "the websocket would use (http_proxy, no_proxy...), see proxy_rules()"),
 )
 
 #: The tested version ranges [low, high) of each distribution (setup.cfg pins the same).
@@ -182,8 +188,10 @@ def missing(*, instances: Tuple[Any, ...] = ()) -> List[Seam]:
 
 def _fast_path_wanted() -> bool:
     # Read here, at import, because the overrides are class definitions.
-    return os.environ.get("WATCHERS_FAST_PATH", "1").strip().lower() not in (
-        "0", "false", "no", "off")
+    # Unset or blank: the setting's default (on).
+    setting = settings.get("FAST_PATH")
+    value = os.environ.get(setting.env)
+    return bool(setting.default) if value is None or not value.strip() else settings.flag(value)
 
 
 def _decide() -> Dict[Override, bool]:
@@ -210,3 +218,10 @@ def enabled(override: Override) -> bool:
 
 #: Whether every fast-path override is on (tested versions, names present, not turned off).
 FAST_PATH = all(_ENABLED[o] for o in FAST_OVERRIDES)
+
+
+def proxy_rules() -> Optional[Callable[..., Any]]:
+    """websocket-client's own proxy rules (``get_proxy_info(host, secure)`` returning
+    ``(host, port, auth)``), or None when a release moved them."""
+    rules = getattr(_URL, "get_proxy_info", None)
+    return rules if callable(rules) else None

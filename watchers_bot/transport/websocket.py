@@ -237,5 +237,9 @@ class WebSocket(websocket.WebSocket):
             else:
                 raise websocket.WebSocketProtocolException(f"Invalid opcode {opcode!r}")
             if opcode == _OP_TEXT:
-                return payload.decode("utf-8")
+                try:
+                    return payload.decode("utf-8")
+                except UnicodeDecodeError:  # as websocket-client's own reader raises
+                    raise websocket.WebSocketPayloadException(
+                        f"cannot decode: {payload[:64]!r}") from None
             return payload

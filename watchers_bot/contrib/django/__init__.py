@@ -26,7 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ...bot import Bot
 from ...errors import ConfigError
-from .._process import BotSlot
+from ..slot import BotSlot
 from . import conf
 
 __all__ = ["asend", "close_bot", "get_bot", "send"]

@@ -1,35 +1,30 @@
-"""Reading the ``WATCHERS`` setting (with ``WATCHERS_*`` environment variables as fallback)."""
+"""Reading the ``WATCHERS`` setting (with ``WATCHERS_*`` environment variables as fallback).
+
+The keys, their variables and the "not set" messages come from
+:mod:`watchers_bot.settings`; this module adds where Django keeps them.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ... import settings
 from ...errors import ConfigError
-from .. import parse_rooms
 
 __all__ = ["KEYS", "bot_kwargs", "handler_path", "rooms", "setting"]
 
 #: ``WATCHERS`` keys, each with the environment variable it falls back to.
 KEYS = {
-    "TOKEN": "WATCHERS_TOKEN",
-    "API_KEY": "WATCHERS_API_KEY",
-    "BOT_ID": "WATCHERS_BOT_ID",
-    "URL": "WATCHERS_URL",
-    "REGION": "WATCHERS_REGION",
-    "ROOMS": "WATCHERS_ROOMS",
-    "HANDLER": "WATCHERS_HANDLER",
+    s.key: s.env for s in settings.SETTINGS
+    if s.argument or s.key in ("ROOMS", "HANDLER")  # RUN_HANDLERS is Flask's
 }
-_BOT_ARGS = {"TOKEN": "token", "API_KEY": "api_key", "BOT_ID": "bot_id", "URL": "url",
-             "REGION": "region"}
-_REQUIRED = ("TOKEN", "API_KEY")
 
 
 def _watchers() -> Dict[str, Any]:
-    value = getattr(settings, "WATCHERS", None)
+    value = getattr(django_settings, "WATCHERS", None)
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -43,22 +38,17 @@ def _watchers() -> Dict[str, Any]:
     return value
 
 
+def _layers() -> List[settings.Layer]:
+    watchers = _watchers()
+    in_settings = settings.Layer(lambda s: watchers.get(s.key), lambda s: f"WATCHERS[{s.key!r}]")
+    return [in_settings, settings.env_layer()]
+
+
 def setting(key: str) -> Any:
     """``WATCHERS[key]``, or the environment variable named in :data:`KEYS`;
     ``None`` when neither is set (blank strings count as unset)."""
-    value = _watchers().get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        var = KEYS.get(key)
-        value = os.environ.get(var) if var else None
-    if isinstance(value, str):
-        value = value.strip() or None
-    return value
-
-
-def _missing(key: str) -> ImproperlyConfigured:
-    return ImproperlyConfigured(
-        f"WATCHERS[{key!r}] is not set: add it to settings.WATCHERS "
-        f"(or set the {KEYS[key]} environment variable)")
+    found = settings.lookup(settings.get(key), _layers())
+    return found.value if found.source is not None else None
 
 
 def bot_kwargs() -> Dict[str, Any]:
@@ -66,14 +56,14 @@ def bot_kwargs() -> Dict[str, Any]:
 
     Raises ``ImproperlyConfigured`` naming a missing required setting.
     """
-    kwargs: Dict[str, Any] = {}
-    for key, arg in _BOT_ARGS.items():
-        value = setting(key)
-        if value is not None:
-            kwargs[arg] = value
-    for key in _REQUIRED:
-        if _BOT_ARGS[key] not in kwargs:
-            raise _missing(key)
+    try:
+        kwargs = settings.bot_arguments(
+            _layers(),
+            lambda s: f"add it to settings.WATCHERS (or set the {s.env} environment variable)",
+            name=lambda s: f"WATCHERS[{s.key!r}]",
+        )
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     options = _watchers().get("OPTIONS") or {}
     if not isinstance(options, dict):
         raise ImproperlyConfigured("WATCHERS['OPTIONS'] must be a dict of Bot arguments")
@@ -86,7 +76,7 @@ def rooms(override: Optional[Any] = None) -> Tuple[str, ...]:
     comma-separated string), else ``WATCHERS_ROOMS``."""
     value = setting("ROOMS") if override is None else override
     try:
-        return parse_rooms(value, "WATCHERS['ROOMS']")
+        return settings.parse_rooms(value, "WATCHERS['ROOMS']")
     except ConfigError as exc:
         raise ImproperlyConfigured(str(exc)) from None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 WAIT = 20.0
 
 
@@ -208,7 +208,7 @@ def test_send_once_fails_with_one_line(watchers_emulator, watchers_env, script, 
         expected = "Internal server error"
     elif case == "no token":
         env["WATCHERS_TOKEN"] = ""
-        expected = "WATCHERS_TOKEN is not set"
+        expected = "WATCHERS_TOKEN is set but empty"
     elif case == "unreachable":
         env["WATCHERS_URL"] = f"http://127.0.0.1:{_free_port()}"
         args = ["--timeout", "1", *args]

@@ -7,6 +7,7 @@ in a subprocess.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ import django
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "examples" / "django_project"
 PROC_TIMEOUT = 20.0
 FAST = {"connect_timeout": 3.0, "ack_timeout": 3.0, "reconnect_delay": 0.05,
@@ -34,9 +35,14 @@ ENV_NAMES = ("WATCHERS_TOKEN", "WATCHERS_API_KEY", "WATCHERS_BOT_ID", "WATCHERS_
 
 @pytest.fixture(scope="module", autouse=True)
 def django_project():
-    """The example project's settings, loaded once in this process."""
+    """The example project's settings, loaded once in this process.
+
+    ``django.setup()`` applies the project's LOGGING (the library's logger at WARNING, with a
+    console handler); that is put back afterwards so later tests see the library's defaults."""
     sys.path.insert(0, str(PROJECT))
     previous = os.environ.get("DJANGO_SETTINGS_MODULE")
+    library_logger = logging.getLogger("watchers_bot")
+    saved = (library_logger.level, list(library_logger.handlers), library_logger.propagate)
     os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
     try:
         django.setup()
@@ -49,6 +55,9 @@ def django_project():
             os.environ.pop("DJANGO_SETTINGS_MODULE", None)
         else:
             os.environ["DJANGO_SETTINGS_MODULE"] = previous
+        library_logger.setLevel(saved[0])
+        library_logger.handlers[:] = saved[1]
+        library_logger.propagate = saved[2]
 
 
 @pytest.fixture
@@ -267,7 +276,7 @@ def test_runbot_options_override_settings_and_sigterm_exits_0(emulator):
     finally:
         code, _out, err = finish(proc, signal.SIGTERM)
     assert code == 0, err
-    assert "the message handler raised" in err
+    assert "raised on message" in err  # the pool's report, with its traceback
     assert err.count("Traceback") == 1  # the handler's, logged; none for the exit
 
 
@@ -293,3 +302,28 @@ def test_runbot_takes_a_router(emulator):
         code, _out, err = finish(proc, signal.SIGTERM)
     assert code == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("workers", "answer"), [("2", "met b"), ("1", "alone")])
+def test_runbot_workers_handle_rooms_at_once(emulator, workers, answer):
+    scripts = str(ROOT / "tests" / "scripts")
+    proc = runbot(emulator, "--rooms", "room-a,room-b", "--handler", "rendezvous.handle",
+                  "--workers", workers,
+                  PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), scripts]))
+    try:
+        emulator.wait_for_listeners("room-b", timeout=PROC_TIMEOUT)
+        # Server order: room-a first.  One worker starts it and room-b waits behind it.
+        emulator.post("room-a", "wait for b")
+        emulator.post("room-b", "here")
+        sent = emulator.wait_for_sent(2, timeout=15)
+    finally:
+        code, _out, err = finish(proc, signal.SIGTERM)
+    assert code == 0, err
+    assert {s.room_id: s.text for s in sent} == {"room-a": answer, "room-b": "b here"}
+
+
+def test_runbot_refuses_zero_workers(emulator):
+    code, _out, err = finish(runbot(emulator, "--workers", "0"))
+    assert code != 0
+    assert "--workers: must be at least 1" in err
+

@@ -1,24 +1,20 @@
-"""One bot per process for web apps: created lazily, thread-safe, fork-aware.
+"""The bot slot: one bot per app and process, created lazily, thread-safe, fork-aware.
 
-Shared by the Flask and Django integrations.  Framework-neutral.
+The one slot the Flask and Django integrations keep their bot in.  Framework-neutral.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
-import random
-import signal
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import Callable, List, Optional
 
 from ..bot import Bot
-from ..errors import AuthError, BotClosed, ConfigError, WatchersError
 
-__all__ = ["BotSlot", "Terminated", "connect_and_listen", "sigterm_raises"]
+__all__ = ["BotSlot"]
 
 log = logging.getLogger("watchers_bot")
 
@@ -45,7 +41,8 @@ class BotSlot:
         self.started = False
         _slots.add(self)
 
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
+        """Forget the parent's bot (called in a forked child)."""
         self._lock = threading.Lock()  # may have been held by a thread that is gone
         # The inherited bot is already abandoned by watchers_bot.bot's own fork
         # hook (no I/O on the parent's socket, off the exit hook): just drop it.
@@ -55,9 +52,14 @@ class BotSlot:
         self.started = False
         self._pid = os.getpid()
 
+    @property
+    def owned_here(self) -> bool:
+        """Whether the slot was made (or last reset) in this process."""
+        return self._pid == os.getpid()
+
     def _check_pid(self) -> None:
         if self._pid != os.getpid():  # forked without the hook (should not happen)
-            self._after_fork()
+            self.after_fork()
 
     def get(self, on_create: Optional[Callable[[Bot], None]] = None) -> Bot:
         """The bot, created on first call; ``on_create(bot)`` runs once, under the lock."""
@@ -124,7 +126,7 @@ class BotSlot:
 
 def _after_fork_in_child() -> None:
     for slot in list(_slots):
-        slot._after_fork()
+        slot.after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -136,78 +138,8 @@ def _close_slots() -> None:
     # Registered after watchers_bot.bot's own exit hook, so it runs first:
     # handler threads stop before their bots close.
     for slot in list(_slots):
-        if slot._pid == os.getpid():
+        if slot.owned_here:
             try:
                 slot.close()
             except Exception:  # pragma: no cover - never fail interpreter exit
                 log.debug("error closing a bot at exit", exc_info=True)
-
-
-def connect_and_listen(
-    bot: Bot,
-    rooms: Iterable[str],
-    stop: threading.Event,
-    *,
-    delay: float = 0.5,
-    max_delay: float = 30.0,
-) -> bool:
-    """Connect ``bot`` and listen to ``rooms``, retrying with backoff until it works.
-
-    A bot's *first* connection is not retried by the bot itself (only lost
-    links are), so a web app that starts while the server is unreachable would
-    otherwise never listen.  Returns ``True`` once listening, ``False`` if
-    ``stop`` was set, the bot was closed, or the failure is permanent (a
-    refused token, a configuration error), which is logged.
-    """
-    rooms = tuple(rooms)
-    attempt = 0
-    while not stop.is_set():
-        try:
-            if rooms:
-                bot.listen(*rooms)
-            else:
-                bot.connect()
-            return True
-        except BotClosed:
-            return False
-        except (AuthError, ConfigError) as exc:
-            log.error("watchers bot not started: %s", exc)
-            return False
-        except WatchersError as exc:
-            step = min(max_delay, delay * (2 ** min(attempt, 30)))
-            wait = random.uniform(step / 2, step)
-            attempt += 1
-            log.warning("watchers bot: could not %s (%s); retrying in %.1fs",
-                        "listen" if rooms else "connect", exc, wait)
-            if stop.wait(wait):
-                return False
-    return False
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM inside :func:`sigterm_raises`."""
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` in the main thread while inside.
-
-    A long-running command (``runbot``, ``flask watchers run``) then unwinds
-    and closes its bot when ``kill``, ``docker stop`` or systemd stop it;
-    Python's default SIGTERM action would end the process without running
-    ``finally`` blocks or exit hooks.  Does nothing outside the main thread.
-    """
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, previous)

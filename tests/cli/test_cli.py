@@ -37,25 +37,6 @@ PROC_TIMEOUT = 20.0  # the longest any subprocess may run
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("WATCHERS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    """An emulator accepting TOKEN and API_KEY, in this process."""
-    server = Emulator(tokens=[TOKEN], api_keys=[API_KEY]).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def creds(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
     """WATCHERS_* variables pointing at ``emu``, set in this process; returned for subprocesses."""
@@ -387,6 +368,36 @@ def test_listen_include_own_prints_the_bots_own_messages(
     assert texts == ["from myself", "from a human"]
 
 
+def test_listen_shard_listens_only_to_its_rooms(
+    emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # crc32: of a..e, shard 0/2 owns d and e.
+    def human() -> None:
+        emu.wait_for_listeners("d", 1, timeout=WAIT)
+        emu.post("d", "for shard 0")
+
+    poster = threading.Thread(target=human, daemon=True)
+    poster.start()
+    assert main(["listen", "a", "b", "d", "--shard", "0/2", "--count", "1",
+                 "--timeout", str(WAIT)]) == 0
+    poster.join(WAIT)
+    assert not poster.is_alive()
+    assert not emu.listeners("a")
+    assert not emu.listeners("b")
+    captured = capsys.readouterr()
+    assert [json.loads(line)["message"]["text"] for line in captured.out.splitlines()] == [
+        "for shard 0"]
+    assert "listening to d on" in captured.err
+
+
+def test_listen_shard_owning_none_of_the_rooms_is_a_usage_error(
+    creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["listen", "a", "b", "--shard", "0/2"]) == 2
+    assert "none of the rooms belongs to shard" in capsys.readouterr().err
+    assert main(["listen", "a", "--shard", "2/2"]) == 2  # index out of range: argparse
+
+
 def test_listen_says_when_the_link_is_back_after_it_was_lost(
     emu: Emulator, creds: Dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -593,6 +604,34 @@ def test_exit_codes_of_python_m(procs: Callable[..., Proc]) -> None:
     missing = run(procs, "listen", "r")
     assert missing.code == 1
     _assert_one_error_line("\n".join(missing.stderr), "WATCHERS_TOKEN")
+
+
+def test_a_blank_option_is_a_usage_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHERS_TOKEN", "token-from-the-environment")
+    monkeypatch.setenv("WATCHERS_API_KEY", API_KEY)
+    assert main(["send", "r", "hi", "--bot-id", "b", "--token", " "]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err, "--token is empty")
+    assert "token-from-the-environment" not in err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["listen", "--help"], []])
+def test_parsing_imports_no_client(argv: List[str]) -> None:
+    # --version, --help and usage errors answer without loading socketio, engineio or
+    # websocket-client (about 0.4 s): the commands import the client when they run.
+    code = (
+        "import sys\n"
+        "from watchers_bot.cli import main\n"
+        f"code = main({argv!r})\n"
+        "heavy = {'socketio', 'engineio', 'websocket', 'watchers_bot.bot'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert code in (0, 2), code\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
 
 
 def test_bad_token_subprocess(emu: Emulator, procs: Callable[..., Proc]) -> None:

@@ -32,24 +32,6 @@ CHECKS = ["config", "endpoint", "proxy", "dns", "tcp", "tls", "socket.io", "list
 LINE = re.compile(r"^(ok|FAIL|skip)\s+(\S+)\s+(.*)$")
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("WATCHERS_") or name.lower() in ("http_proxy", "https_proxy"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    server = Emulator(tokens=[TOKEN], api_keys=[API_KEY]).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def ca() -> "trustme.CA":
     return trustme.CA()

@@ -21,7 +21,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "notebook.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "notebook.ipynb"
 ROOM = "nb-room"
 WAIT = 30.0
 KERNEL = "watchers-test-python"
@@ -205,3 +205,47 @@ def test_rerun_cell_warns_and_restart_or_shutdown_closes_open_bots(kernel_env, w
     # disconnects properly, instead of leaving a dead socket behind.
     emu.wait_for_clients(0, timeout=WAIT)
     assert log.read_text().splitlines() == ["closed"] * 4
+
+
+POOL_CELL = """\
+from watchers_bot import Bot
+def answer(msg):
+    return "pool: " + msg.text
+with Bot.from_env() as pool_bot:
+    pool_bot.listen({room!r})
+    pool_bot.run(answer, workers=4)
+"""
+
+THREADS_CELL = """\
+import threading
+print(pool_bot.state, sorted(t.name for t in threading.enumerate()
+                             if t.name.startswith("watchers")), 6 * 7)
+"""
+
+
+def test_interrupting_bot_run_stops_the_pool_and_the_kernel_stays_usable(
+    kernel_env, watchers_emulator
+):
+    emu = watchers_emulator
+    nb = nbformat.v4.new_notebook()
+    client = client_for(nb)
+
+    async def scenario():
+        async with client.async_setup_kernel():
+            nb.cells.append(nbformat.v4.new_code_cell(POOL_CELL.format(room=ROOM)))
+            running = asyncio.ensure_future(client.async_execute_cell(nb.cells[-1], 0))
+            await in_thread(emu.wait_for_listeners, ROOM, 1, WAIT)
+            emu.post(ROOM, "ping", user_id="alice")
+            replies = await in_thread(emu.wait_for_sent, 1, WAIT)
+            await client.km.interrupt_kernel()
+            run_cell = await asyncio.wait_for(running, WAIT)
+            await in_thread(emu.wait_for_clients, 0, WAIT)
+            after = await run_code(client, THREADS_CELL)
+            return replies, run_cell, after
+
+    replies, run_cell, after = asyncio.run(scenario())
+    assert replies[0].text == "pool: ping"
+    # Ctrl-C ends run() cleanly (it returns: no traceback in the cell), the with block
+    # closes the bot, and no thread of the library is left.
+    assert [out.output_type for out in run_cell.outputs] == [], run_cell.outputs
+    assert text_of(after).strip() == "closed [] 42"

@@ -7,6 +7,7 @@ subprocesses, to check that only the serving process ever connects.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -26,7 +27,7 @@ pytest.importorskip("flask")
 from watchers_bot import Bot, ConfigError
 from watchers_bot.contrib.flask import WatchersBot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = ROOT / "examples" / "flask_app" / "app.py"
 PROC_TIMEOUT = 20.0
 
@@ -478,23 +479,36 @@ def test_app_run_debug_connects_once(emulator):
         server.stop()
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_flask_watchers_run_handles_messages_and_stops_cleanly(emulator, sig, code):
+@contextlib.contextmanager
+def flask_watchers_run(app, *args, env):
+    """``flask --app APP watchers run ARGS`` in a process group of its own; never leaked."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", f"{APP_PATH}:create_app", "watchers", "run"],
-        env=subprocess_env(emulator), cwd=str(ROOT), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [sys.executable, "-m", "flask", "--app", app, "watchers", "run", *args],
+        env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
     try:
-        emulator.wait_for_listeners("room-1", timeout=PROC_TIMEOUT)
-        emulator.post("room-1", "ping")
-        assert emulator.wait_for_sent(1, timeout=10)[0].text == "pong"
-        os.killpg(proc.pid, sig)
-        _out, err = proc.communicate(timeout=PROC_TIMEOUT)
+        yield proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=PROC_TIMEOUT)
-    assert proc.returncode == code, err
+
+
+def stop(proc, sig):
+    """Send ``sig`` to the process group; its (returncode, stderr)."""
+    os.killpg(proc.pid, sig)
+    _out, err = proc.communicate(timeout=PROC_TIMEOUT)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_flask_watchers_run_handles_messages_and_stops_cleanly(emulator, sig, code):
+    with flask_watchers_run(f"{APP_PATH}:create_app", env=subprocess_env(emulator)) as proc:
+        emulator.wait_for_listeners("room-1", timeout=PROC_TIMEOUT)
+        emulator.post("room-1", "ping")
+        assert emulator.wait_for_sent(1, timeout=10)[0].text == "pong"
+        returncode, err = stop(proc, sig)
+    assert returncode == code, err
     assert "Traceback" not in err, err
     emulator.wait_for_clients(0, timeout=10)
 
@@ -520,3 +534,19 @@ def test_a_router_is_a_flask_handler_and_its_returned_text_the_reply(emulator, c
         assert router.unmatched == 1
     finally:
         ext.close(app)
+
+
+@pytest.mark.parametrize(("workers", "answer"), [("2", "met b"), ("1", "alone")])
+def test_flask_watchers_run_workers_handle_rooms_at_once(emulator, workers, answer):
+    scripts = ROOT / "tests" / "scripts"
+    env = subprocess_env(emulator, WATCHERS_ROOMS="room-a,room-b",
+                         PYTHONPATH=os.pathsep.join([str(ROOT), str(scripts)]))
+    with flask_watchers_run("rendezvous:create_app", "--workers", workers, env=env) as proc:
+        emulator.wait_for_listeners("room-b", timeout=PROC_TIMEOUT)
+        # Server order: room-a first.  One worker starts it and room-b waits behind it.
+        emulator.post("room-a", "wait for b")
+        emulator.post("room-b", "here")
+        sent = emulator.wait_for_sent(2, timeout=15)
+        returncode, err = stop(proc, signal.SIGTERM)
+    assert returncode == 0, err
+    assert {s.room_id: s.text for s in sent} == {"room-a": answer, "room-b": "b here"}

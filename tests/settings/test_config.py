@@ -188,7 +188,9 @@ def test_socketio_and_engineio_warnings_pass_on_as_info(caplog):
     """Their warnings repeat what the bot reports itself (lost links, late acks)."""
     from watchers_bot._logging import ENGINEIO_LOG, SOCKETIO_LOG
 
-    caplog.set_level(logging.INFO)
+    # On the library's logger: an app's logging config (the Django example's LOGGING,
+    # set up by tests/contrib/test_django.py in this process) may have raised its level.
+    caplog.set_level(logging.INFO, logger="watchers_bot")
     SOCKETIO_LOG.warning("Unknown callback received, ignoring.")
     ENGINEIO_LOG.warning("WebSocket connection was closed, aborting")
     SOCKETIO_LOG.error("a real error")

@@ -115,10 +115,11 @@ def test_the_plugin_can_be_disabled(pytester):
     result.stdout.fnmatch_lines(["*fixture 'watchers_emulator' not found*"])
 
 
-def test_importing_the_plugin_does_not_import_the_emulator_extra():
+def test_importing_the_plugin_does_not_import_the_emulator_extra_or_the_client():
     code = (
         "import sys, watchers_bot.testing\n"
-        "heavy = {'werkzeug', 'simple_websocket', 'watchers_bot.emulator'} & set(sys.modules)\n"
+        "heavy = {'werkzeug', 'simple_websocket', 'watchers_bot.emulator', 'socketio',\n"
+        "         'engineio', 'websocket'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

@@ -1,0 +1,1 @@
+"""Tests of the ``watchers-bot`` command line (watchers_bot/cli/)."""

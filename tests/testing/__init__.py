@@ -1,0 +1,1 @@
+"""Tests of the pytest plugin (watchers_bot/testing.py)."""
