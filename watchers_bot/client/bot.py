@@ -6,17 +6,13 @@ import atexit
 import contextlib
 import logging
 import os
-import queue
 import threading
-import time
 import warnings
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
-from .. import protocol, settings
+from .. import settings
 from .._logging import forget_secrets, register_secrets
-from ..errors import BotClosed, ConfigError, RateLimited, ReceiveTimeout, ServerError
-from ..models import Health, Message, Stats
 from ..ratelimit import SendLimiter, SendRate
 from ..ratelimit import send_rate as read_send_rate
 from ..regions import DEFAULT_REGION, resolve_url
@@ -24,10 +20,12 @@ from ..settings import check_id, check_secret, is_insecure_remote, seconds
 from .connection import Connection, State
 from .counters import Counters
 from .delivery import Delivery
-from .handler import HandlerThread, Runners
-from .inbox import CLOSED, OVERFLOW_POLICIES, Inbox
+from .handler import Runners
+from .inbox import OVERFLOW_POLICIES, Inbox
 from .options import check_ca_certs, optional_seconds
-from .requests import AckFuture
+from .outgoing import Outgoing
+from .reading import Reading
+from .status import Status
 
 __all__ = ["Bot", "DuplicateBotWarning"]
 
@@ -38,8 +36,6 @@ TokenSource = Union[str, Callable[[], str]]
 
 _open_bots: "weakref.WeakSet[Bot]" = weakref.WeakSet()
 
-# How often Bot.run looks up from waiting (Ctrl-C lands between two looks).
-_RUN_POLL = 0.25
 # How long close() waits for handlers in flight.
 _CLOSE_HANDLER_WAIT = 5.0
 
@@ -77,7 +73,7 @@ class DuplicateBotWarning(RuntimeWarning):
     cell run twice).  Bots with different ``bot_id`` are two bots on purpose."""
 
 
-class Bot:
+class Bot(Status, Outgoing, Reading):
     """A Watchers.io bot: blocking calls over a background Socket.IO connection.
 
     ::
@@ -245,64 +241,6 @@ class Bot:
         bot_id = kwargs.pop("bot_id", None)
         return cls(token, api_key, bot_id, **kwargs)
 
-    # ------------------------------------------------------------------ properties
-
-    @property
-    def url(self) -> str:
-        """The resolved endpoint."""
-        return self._url
-
-    @property
-    def bot_id(self) -> Optional[str]:
-        """The bot's user id (the sender of sends), if configured."""
-        return self._bot_id
-
-    @property
-    def state(self) -> str:
-        """``idle``, ``connecting``, ``connected``, ``reconnecting``, ``failed`` or ``closed``."""
-        return State.CLOSED.value if self._inherited else self._conn.state.value
-
-    @property
-    def connected(self) -> bool:
-        """Whether the bot is connected and listening to all its rooms right now."""
-        return not self._inherited and self._conn.state is State.CONNECTED
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
-    @property
-    def rooms(self) -> Tuple[str, ...]:
-        """Rooms the server acknowledged; listened to again after every reconnect."""
-        return self._conn.rooms.listening
-
-    @property
-    def stats(self) -> Stats:
-        """A snapshot of the bot's counters."""
-        counters = self._counters
-        backlog, pool_dropped = self._runners.counts()
-        return Stats(
-            received=counters.received,
-            delivered=self._inbox.delivered,
-            dropped=self._inbox.dropped + pool_dropped,
-            skipped_own=counters.skipped_own,
-            malformed=counters.malformed,
-            sent=counters.sent,
-            send_failures=counters.send_failures,
-            reconnects=counters.reconnects,
-            pending=len(self._conn.requests),
-            queued=self._inbox.qsize(),
-            backlog=backlog,
-        )
-
-    def __repr__(self) -> str:
-        rooms = list(self.rooms)
-        return (
-            f"<Bot url={self._url!r} state={self.state!r} "
-            f"bot_id={self._bot_id!r} rooms={rooms!r}>"
-        )
-
     # ------------------------------------------------------------------ connection
 
     def connect(self, timeout: Optional[float] = None) -> "Bot":
@@ -376,22 +314,6 @@ class Bot:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def _ack_wait(self, timeout: Any) -> float:
-        return self._ack_timeout if timeout is None else seconds(timeout, "timeout")
-
-    @staticmethod
-    def _left(end: float) -> float:
-        return max(end - time.monotonic(), 0.0)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            if self._inherited:
-                raise BotClosed(
-                    "this bot was created in a parent process before fork(); "
-                    "create a new Bot in this process"
-                )
-            raise BotClosed("the bot is closed")
-
     def _auth(self) -> Dict[str, str]:
         # Called by python-socketio on every connection attempt: the hook for
         # token refresh when ``token`` is a callable.
@@ -410,334 +332,3 @@ class Bot:
                 self._current_token = fresh
             token = fresh
         return {"bearer": token}
-
-    # ------------------------------------------------------------------ listening
-
-    def listen(self, *room_ids: str, timeout: Optional[float] = None) -> None:
-        """Subscribe to rooms; block until the server acknowledges each one.
-
-        Rooms are remembered in :attr:`rooms` and listened to again after every
-        reconnect.  Raises :class:`ServerError` (the first refusal, after every
-        room was answered), :class:`AckTimeout` or :class:`ConnectionLost`, and
-        :class:`ConnectFailed` when no link came.  An explicit ``timeout`` is the
-        deadline of the whole call, the wait for a (re)connection included;
-        without one the link may take ``connect_timeout`` and each answer
-        ``ack_timeout``.
-        """
-        self._check_open()
-        if not room_ids:
-            raise TypeError("listen() needs at least one room id")
-        rooms = []
-        for room in room_ids:
-            if isinstance(room, (list, tuple, set, frozenset)):
-                raise TypeError("room ids are passed one by one: use listen(*rooms)")
-            rooms.append(check_id(room, "room_id"))
-        wait = self._ack_wait(timeout)
-        whole = timeout is not None
-        end = time.monotonic() + wait
-        self._before_network()
-        futures = self._conn.listen(rooms, wait, whole=whole)
-        first_error: Optional[BaseException] = None
-        for room, future in futures:
-            try:
-                self._conn.wait(future, self._left(end) if whole else wait)
-            except Exception as exc:
-                if isinstance(exc, ServerError):
-                    self._conn.rooms.refuse(room, exc)
-                if first_error is None:
-                    first_error = exc
-        if first_error is not None:
-            raise first_error
-
-    # ------------------------------------------------------------------ receiving
-
-    def receive(self, timeout: Optional[float] = None) -> Message:
-        """The next message; waits up to ``timeout`` seconds (``None``: until one comes).
-
-        Raises :class:`ReceiveTimeout` (a ``TimeoutError``) when none came,
-        :class:`BotClosed` once closed, and the bot's fatal error
-        (:class:`AuthError`, :class:`ConnectFailed`, :class:`ConnectionLost`)
-        once it gave up and the inbox is empty.
-        """
-        self._check_open()
-        timeout = optional_seconds(timeout, "timeout")
-        if timeout is None:
-            self._warn_if_waiting_for_nothing("receive")
-        try:
-            item = self._inbox.take(timeout)
-        except queue.Empty:
-            raise ReceiveTimeout(f"no message in {timeout:g}s") from None
-        if item is CLOSED:
-            raise BotClosed("the bot is closed")
-        return item  # type: ignore[no-any-return]
-
-    def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
-        """Iterate messages in the order the server sent them.
-
-        Ends when the bot is closed, or when no message came for ``timeout``
-        seconds.  If the bot gives up for good it raises that error after
-        yielding what was already queued.
-        """
-        self._check_open()
-        timeout = optional_seconds(timeout, "timeout")
-        if timeout is None:
-            self._warn_if_waiting_for_nothing("messages")
-        return self._iterate(timeout)
-
-    def _warn_if_waiting_for_nothing(self, call: str) -> None:
-        # A wait without a timeout on a bot that listens to nothing never ends
-        # (until close()): say so once, instead of leaving the user staring.
-        if self._warned_no_rooms or self._conn.rooms.wanted or self._inbox.qsize():
-            return
-        self._warned_no_rooms = True
-        log.warning(
-            "%s() without a timeout on a bot that listens to no room: it waits until a "
-            "message comes, and none will; call bot.listen(room) first (or pass timeout=)",
-            call,
-        )
-
-    def _iterate(self, timeout: Optional[float]) -> Iterator[Message]:
-        take = self._inbox.take
-        while True:
-            try:
-                item = take(timeout)
-            except queue.Empty:
-                return
-            if item is CLOSED:
-                return
-            yield item
-
-    # ------------------------------------------------------------------ sending
-
-    def _send_payload(self, room_id: Any, text: Any) -> Dict[str, str]:
-        self._check_open()
-        room_id = check_id(room_id, "room_id")
-        if self._bot_id is None:
-            raise ConfigError(
-                "bot_id is required to send: pass bot_id= (or set WATCHERS_BOT_ID) "
-                "with the bot's id from the admin panel"
-            )
-        return protocol.check_send(room_id, self._api_key, self._bot_id, text)
-
-    def send_async(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> AckFuture:
-        """Send without waiting; returns a future of the server's acknowledgement.
-
-        Returns at once, always.  Arguments are checked here, before anything
-        is sent.  With no link, the request waits for one inside the future
-        (connecting in the background if nobody is) and goes out when it comes
-        up.  The future fails with :class:`ConnectFailed` ("nothing was sent")
-        if no link came in time, with :class:`AckTimeout` if the server did not
-        answer in time.  An explicit ``timeout`` bounds the whole request, the
-        wait for a link included; without one, the link may take
-        ``connect_timeout`` and the answer ``ack_timeout`` after it.  Raises at
-        once (not in the future) for bad arguments, a closed bot, or the error
-        a bot that gave up for good failed with.
-        """
-        payload = self._send_payload(room_id, text)
-        wait = self._ack_wait(timeout)
-        self._before_network()
-        return self._send_async_within_limits(room_id, payload, wait, whole=timeout is not None)
-
-    def send(self, room_id: str, text: str, *, timeout: Optional[float] = None) -> Any:
-        """Post ``text`` in a room as the bot; block until the server acknowledges it.
-
-        Returns the server's answer (``None`` for the documented empty ack).
-        Raises :class:`ServerError` if the server refused it; :class:`AckTimeout`
-        or :class:`ConnectionLost` if the outcome is unknown; :class:`ConnectFailed`
-        if it could not be sent at all.  An explicit ``timeout`` is the deadline
-        of the whole call, the wait for a (re)connection included; without one
-        the link may take ``connect_timeout`` and the answer ``ack_timeout``.
-        With ``send_rate`` the call first waits for its turn, and a rate-limit
-        refusal is retried after the server's hint; both within the deadline,
-        else :class:`RateLimited` (not posted).
-        """
-        payload = self._send_payload(room_id, text)
-        wait = self._ack_wait(timeout)
-        whole = timeout is not None
-        self._before_network()
-        return self._send_within_limits(room_id, payload, wait, whole=whole)
-
-    def reply(self, message: Message, text: str, *, timeout: Optional[float] = None) -> Any:
-        """Send ``text`` in the room ``message`` came from."""
-        if not isinstance(message, Message):
-            raise TypeError(f"message must be a Message, not {type(message).__name__}")
-        return self.send(message.room_id, text, timeout=timeout)
-
-    # ------------------------------------------------------------------ integration
-
-    def on_state_change(
-        self, callback: Callable[[str, str], object]
-    ) -> Callable[[str, str], object]:
-        """Call ``callback(old, new)`` on every change of :attr:`state`.
-
-        Runs on a thread of the bot's own, in order, never on the socket thread;
-        an exception is logged.  Usable as a decorator.
-        """
-        if not callable(callback):
-            raise TypeError("callback must be callable")
-        self._conn.add_state_listener(callback)
-        return callback
-
-    def health(self) -> Health:
-        """A snapshot for a health check or a status line: state, times, counters."""
-        conn = self._conn
-        stats = self.stats
-        error = conn.fatal or self._counters.last_error
-        backlog, oldest_wait = self._runners.backlog()
-        return Health(
-            state=self.state,
-            ok=conn.state is State.CONNECTED and conn.rooms.listening_to_all,
-            url=self._url,
-            rooms=self.rooms,
-            last_message_at=self._counters.last_message_at,
-            connected_since=conn.connected_at if conn.state is State.CONNECTED else None,
-            state_since=conn.state_changed_at,
-            reconnects=stats.reconnects,
-            pending=stats.pending,
-            queued=stats.queued,
-            dropped=stats.dropped,
-            last_error=None if error is None else f"{type(error).__name__}: {error}",
-            refused=conn.rooms.refused,
-            backlog=backlog,
-            oldest_wait=oldest_wait,
-        )
-
-    # ------------------------------------------------------------------ handlers
-
-    def run_in_thread(
-        self,
-        handler: Callable[..., Any],
-        *,
-        workers: int = 1,
-        backlog: Optional[int] = None,
-        slow_after: Optional[float] = 30.0,
-        name: str = "watchers-bot-handler",
-    ) -> HandlerThread:
-        """Call ``handler`` for every message, on threads of their own; returns their handle.
-
-        ``handler(msg)`` or ``handler(msg, ctx)`` (see :class:`~watchers_bot.Context`), or a
-        :class:`~watchers_bot.Router`.  A returned string is sent as the reply in the
-        message's room.  Messages of one room are handled one at a time in server order;
-        different rooms at once on up to ``workers`` threads (``1``: one message at a time).
-
-        :param backlog: how many messages may wait for a handler (default: the bot's
-            ``max_queue``; ``0``: unbounded); beyond it the bot's ``overflow`` policy drops
-            one, counted in :attr:`stats` ``.dropped`` and logged.
-        :param slow_after: seconds after which a handler still running is reported once
-            (WARNING, with its room and the stack where it is); ``None`` turns it off.
-
-        A handler that raises is logged with its traceback and counted, never ends the
-        loop; ``handle.stop()`` ends it, and so does closing the bot.  Use one consumer per
-        bot: two would share the messages between them.
-        """
-        self._check_open()
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        if isinstance(workers, bool) or not isinstance(workers, int):
-            raise TypeError(f"workers must be an int, not {type(workers).__name__}")
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        if backlog is None:
-            backlog = self._inbox.maxsize
-        if isinstance(backlog, bool) or not isinstance(backlog, int):
-            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
-        if backlog < 0:
-            raise ValueError("backlog must be >= 0 (0: unbounded)")
-        slow = optional_seconds(slow_after, "slow_after")
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, not {type(name).__name__}")
-        handle = HandlerThread(
-            self, handler, name, self._inbox, workers=workers, backlog=backlog,
-            overflow=self._inbox.overflow, slow_after=slow,
-        )
-        return self._runners.start(handle)
-
-    def run(
-        self,
-        handler: Callable[..., Any],
-        *,
-        workers: int = 1,
-        backlog: Optional[int] = None,
-        slow_after: Optional[float] = 30.0,
-        stop_timeout: float = 10.0,
-    ) -> None:
-        """Handle every message until the bot is closed or Ctrl-C; blocks.
-
-        Takes the arguments of :meth:`run_in_thread`.  Ctrl-C (or Jupyter's "interrupt
-        kernel") stops it cleanly: no new message is started, running handlers get up to
-        ``stop_timeout`` seconds to finish, messages not started go back to the inbox, and
-        ``run`` returns.  ``close()`` from another thread ends it the same way.  If the bot
-        gives up for good, ``run`` raises that error.
-        """
-        stop_timeout = seconds(stop_timeout, "stop_timeout")
-        handle = self.run_in_thread(
-            handler, workers=workers, backlog=backlog, slow_after=slow_after
-        )
-        try:
-            while not self._runners.wait(handle, _RUN_POLL):
-                pass
-            handle.join(stop_timeout)
-        except KeyboardInterrupt:
-            log.info("interrupted: stopping the handlers (up to %gs)", stop_timeout)
-            if not handle.stop(stop_timeout):
-                log.warning("handlers still running %gs after the interrupt; left running",
-                            stop_timeout)
-            return
-        if handle.error is not None:
-            raise handle.error
-
-    # ------------------------------------------------------------------ send rate limits
-
-    def _send_within_limits(
-        self, room_id: str, payload: Dict[str, str], wait: float, *, whole: bool
-    ) -> Any:
-        # The whole of it (turn in the limiter, retries after refusals) fits in ``wait``;
-        # a rate-limit refusal is sent again by the request table (retry=True).
-        start = time.monotonic()
-        deadline = start + wait
-        limiter = self._limiter
-        if limiter is not None:
-            pause = limiter.reserve(room_id, deadline)
-            if pause is None:
-                raise self._no_turn(limiter, room_id, wait)
-            if pause > 0:
-                time.sleep(pause)
-                self._check_open()
-        remaining = deadline - time.monotonic()
-        # A whole-call deadline is given as the caller's timeout from the call's
-        # start (so errors name the timeout the caller gave, not what is left of it).
-        future = self._conn.request(
-            protocol.EVENT_SEND, payload, protocol.read_send_ack,
-            wait if whole else max(remaining, 1e-3), whole=whole,
-            start=start if whole else None, retry=True,
-        )
-        # An explicit timeout bounds the whole call; otherwise the link wait
-        # (connect_timeout) comes before the answer's own wait.
-        left = deadline - time.monotonic() if whole else remaining
-        return self._conn.wait(future, max(left, 1e-3))
-
-    def _send_async_within_limits(
-        self, room_id: str, payload: Dict[str, str], wait: float, *, whole: bool
-    ) -> AckFuture:
-        # As _send_within_limits, without blocking: a turn later in the limiter waits
-        # in the request table (not_before), not in the caller.
-        now = time.monotonic()
-        limiter = self._limiter
-        pause = 0.0
-        if limiter is not None:
-            turn = limiter.reserve(room_id, now + wait)
-            if turn is None:
-                return self._conn.requests.refused(
-                    protocol.EVENT_SEND, self._no_turn(limiter, room_id, wait))
-            pause = turn
-        return self._conn.request_async(
-            protocol.EVENT_SEND, payload, protocol.read_send_ack, wait, whole=whole,
-            retry=True, not_before=now + pause if pause > 0 else 0.0)
-
-    @staticmethod
-    def _no_turn(limiter: SendLimiter, room_id: str, wait: float) -> RateLimited:
-        return RateLimited(
-            f"not posted: the client-side send_rate ({limiter.rate}) leaves no "
-            f"turn in room {room_id!r} within the {wait:g}s timeout",
-            event=protocol.EVENT_SEND,
-        )

@@ -16,7 +16,6 @@ Requests on a link that drops fail at once with :class:`ConnectionLost`
 
 from __future__ import annotations
 
-import enum
 import functools
 import itertools
 import logging
@@ -26,56 +25,26 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .. import protocol
-from ..backoff import backoff
 from ..errors import (
     AckTimeout,
     AuthError,
     BotClosed,
     ConnectFailed,
-    ConnectionLost,
-    ServerError,
-    WatchersError,
 )
+from .connecting import Connecting
 from .counters import Counters
 from .link import JOIN_TIMEOUT, Link, LinkHandlers
 from .requests import AckFuture, CallbackRunner, Request, RequestTable
 from .rooms import Rooms
+from .state import State
+from .supervisor import Supervisor
 
 __all__ = ["Connection", "State"]
 
 log = logging.getLogger("watchers_bot")
 
-# The longest a waiting thread sleeps before looking again (keeps waits
-# interruptible and bounds the effect of any missed wake-up).
-_WAIT_SLICE = 0.5
 
-
-class State(str, enum.Enum):
-    """Where a bot's connection stands."""
-
-    #: Not connected yet (constructed, or the first connect failed).
-    IDLE = "idle"
-    #: A caller is establishing the first connection.
-    CONNECTING = "connecting"
-    #: Connected, and listening to every room in ``bot.rooms``.
-    CONNECTED = "connected"
-    #: The link was lost; the bot is reconnecting on its own.
-    RECONNECTING = "reconnecting"
-    #: The bot gave up for good (token refused, reconnection exhausted or off).
-    FAILED = "failed"
-    #: ``close()`` was called.
-    CLOSED = "closed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def _call_listener(args: Tuple[Callable[[str, str], Any], str, str]) -> None:
-    listener, old, new = args
-    listener(old, new)
-
-
-class Connection:
+class Connection(Connecting, Supervisor):
     """Owns the link to one server for one bot."""
 
     def __init__(
@@ -128,183 +97,6 @@ class Connection:
         self._state_listeners: List[Callable[[str, str], Any]] = []
         self.state_changed_at = time.time()
         self.connected_at: Optional[float] = None
-
-    # ------------------------------------------------------------------ state
-
-    def _set_state(self, new: State) -> None:
-        """Change state; the caller holds ``_cond``.  Listeners hear of it on the
-        callback thread, in order, never on a socket thread."""
-        old = self._state
-        if new is old:
-            return
-        self._state = new
-        self.state_changed_at = time.time()
-        if new is State.CONNECTED:
-            self.connected_at = self.state_changed_at
-        for listener in self._state_listeners:
-            self.callbacks.submit(_call_listener, (listener, old.value, new.value))
-
-    def add_state_listener(self, listener: Callable[[str, str], Any]) -> None:
-        with self._cond:
-            self._state_listeners.append(listener)
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def link(self) -> Optional[Link]:
-        """The current link, if any (alive or not)."""
-        return self._link
-
-    @property
-    def fatal(self) -> Optional[BaseException]:
-        """The error the bot gave up with, if it did."""
-        return self._fatal
-
-    def _check_usable(self) -> None:
-        # The caller holds _cond.
-        if self._state is State.CLOSED:
-            raise BotClosed("the bot is closed")
-        if self._state is State.FAILED:
-            assert self._fatal is not None
-            raise self._fatal
-
-    def _went_up(self, link: Link) -> None:
-        """``link`` is the bot's link now; the caller holds ``_cond``."""
-        self._link = link
-        self._set_state(State.CONNECTED)
-        self._flush(link)
-        self._cond.notify_all()
-
-    def _flush(self, link: Link) -> None:
-        """Put every waiting request whose turn came on ``link``, in order (the caller
-        holds ``_cond`` and the state is CONNECTED: no later request overtakes them)."""
-        now = time.monotonic()
-        table = self.requests
-        for req in table.take_waiting(now):
-            if not req.whole:
-                req.deadline = now + req.timeout
-            req.budget = req.timeout
-            if not table.put_on_wire(req, link):
-                table.wait(req)  # the link died already: nothing went out
-
-    # ------------------------------------------------------------------ connecting
-
-    def connect(self, timeout: Optional[float] = None) -> None:
-        """Connect unless connected; wait for a reconnection in progress."""
-        budget = self.connect_timeout if timeout is None else timeout
-        self.ready_link(time.monotonic() + budget, budget)
-
-    def _reason(self) -> str:
-        error = self.counters.last_error
-        return "" if error is None else f"; last error: {type(error).__name__}: {error}"
-
-    def not_connected(self, budget: float, state: Optional[State] = None) -> ConnectFailed:
-        return ConnectFailed(
-            f"not connected to {self.url} after waiting {budget:g}s "
-            f"({(state or self._state).value}); nothing was sent{self._reason()}"
-        )
-
-    def ready_link(self, deadline: float, budget: float) -> Link:
-        """The current link once connected, connecting first if nobody is."""
-        with self._cond:
-            while True:
-                state = self._state
-                if state is State.CONNECTED:
-                    assert self._link is not None
-                    return self._link
-                self._check_usable()
-                if state is State.IDLE:
-                    self._set_state(State.CONNECTING)
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self.not_connected(budget, state)
-                self._cond.wait(min(remaining, _WAIT_SLICE))
-        return self._first_connect(deadline, budget)
-
-    def _first_connect(self, deadline: float, budget: float) -> Link:
-        """Connect (the state is CONNECTING, set by the caller) and start the supervisor."""
-        try:
-            link = self._connect_until(deadline, budget)
-        except BaseException as exc:
-            with self._cond:
-                if self._state is State.CONNECTING:
-                    self._set_state(State.IDLE)
-                self._cond.notify_all()
-            error = exc if isinstance(exc, (AuthError, BotClosed)) else ConnectFailed(
-                f"{exc}; nothing was sent")
-            self.requests.settle(self.requests.take_unsent(), error, counted=False)
-            raise
-        self._start_supervisor()
-        return link
-
-    def _connect_until(self, deadline: float, budget: float) -> Link:
-        """First connection: retry transport failures until the deadline, never a refusal."""
-        attempt = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                link = self._open_and_listen(max(remaining, 0.05))
-            except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
-                self.counters.last_error = exc
-                if isinstance(exc, ConnectFailed) and not exc.retryable:
-                    raise
-                delay = min(self._backoff(attempt), deadline - time.monotonic())
-                attempt += 1
-                if delay <= 0 or self._closing.wait(delay):
-                    if self._closing.is_set():
-                        raise BotClosed("the bot was closed while connecting") from None
-                    raise ConnectFailed(f"{exc} (gave up after trying for {budget:g}s)") from None
-                continue
-            with self._cond:
-                usable = self._state is State.CONNECTING and link.alive
-                closed = self._state is State.CLOSED
-                if usable:
-                    self._went_up(link)
-                    return link
-            link.retire()
-            if closed:
-                raise BotClosed("the bot was closed while connecting")
-
-    def _open_and_listen(self, timeout: float) -> Link:
-        """A new link, listening to every room; closed again if that fails."""
-        link = Link.open(next(self._links), self.url, self._auth, self._handlers, timeout,
-                         **self._link_options)  # type: ignore[arg-type]
-        try:
-            self._relisten(link)
-        except BaseException:
-            link.retire()
-            raise
-        return link
-
-    def _relisten(self, link: Link) -> None:
-        """Listen again to every room on a new link before it counts as connected."""
-        rooms = self.rooms.listening
-        if not rooms:
-            return
-        futures = []
-        for room in rooms:
-            future = self.request_on(link, protocol.EVENT_LISTEN,
-                                     protocol.listen_payload(room, self._api_key),
-                                     protocol.read_listen_ack, self.connect_timeout)
-            if future is None:
-                raise ConnectionLost("the new link dropped while listening again")
-            futures.append((room, future))
-        for room, future in futures:
-            try:
-                future.result(self.connect_timeout + 1.0)
-            except ServerError as exc:
-                # The room stays in bot.rooms: the next reconnect tries again.
-                log.error("could not listen again to room %r after reconnecting: %s", room, exc)
-                self.rooms.refuse(room, exc)
-                continue
-            except FutureTimeout:
-                self.expire(future)
-                raise AckTimeout(f"no ack for {protocol.EVENT_LISTEN} while reconnecting") from None
-            self.rooms.acked(room)
-        log.info("listening again to %d room(s)", len(rooms))
 
     # ------------------------------------------------------------------ requests
 
@@ -422,139 +214,6 @@ class Connection:
             self.requests.settle(sent, lambda r: AckTimeout(
                 f"no acknowledgement of {r.event} within the {r.budget:g}s timeout; "
                 f"{r.unknown_outcome()}"), forget=True)
-
-    # ------------------------------------------------------------------ link events
-
-    def _on_exception(self, link: Link, args: Tuple[Any, ...]) -> None:
-        error, pattern, data = protocol.parse_exception(args)
-        match = self.requests.match_exception(link, pattern, data)
-        if match is None:
-            self.counters.unmatched_exception()
-            log.warning("the server reported an error that matches no pending request: %s", error)
-            return
-        error.event = match.event
-        self.requests.settle([match], error, forget=True)
-
-    def _on_disconnect(self, link: Link, reason: Any = None) -> None:
-        # On a socketio thread: mark the link dead, fail its requests at once,
-        # and hand reconnection to the supervisor.
-        with self._cond:
-            if not link.alive:
-                return
-            link.alive = False
-            current = link is self._link and self._state is State.CONNECTED
-            if current:
-                if self.reconnect:
-                    self._set_state(State.RECONNECTING)
-                    self._need_reconnect = True
-                else:
-                    self._set_state(State.FAILED)
-                    self._fatal = ConnectionLost(
-                        f"the link to {self.url} was lost ({reason}) and reconnect=False")
-                self._cond.notify_all()
-        lost = self.requests.take_link(link)
-        if lost:
-            log.warning("link lost (%s): failing %d pending request(s)", reason, len(lost))
-            self.requests.settle(lost, lambda r: ConnectionLost(
-                f"the link dropped ({reason}) before the server acknowledged {r.event}; "
-                f"{r.unknown_outcome()}"))
-        if current:
-            log.warning("link to %s lost (%s)%s", self.url, reason,
-                        "; reconnecting" if self.reconnect else "")
-            if self.reconnect:
-                self._wake.set()
-            else:
-                assert self._fatal is not None
-                self._give_up(self._fatal)
-
-    # ------------------------------------------------------------------ supervisor
-
-    def _start_supervisor(self) -> None:
-        with self._cond:
-            if self._supervisor is not None or self._state is State.CLOSED:
-                return
-            self._supervisor = threading.Thread(
-                target=self._supervise, name="watchers-bot-supervisor", daemon=True)
-            self._supervisor.start()
-
-    def _supervise(self) -> None:
-        try:
-            while not self._closing.is_set():
-                timeout = min(max(self.requests.next_due - time.monotonic(), 0.0),
-                              _WAIT_SLICE * 4)
-                self._wake.wait(timeout)
-                self._wake.clear()
-                if self._closing.is_set():
-                    return
-                due = self.requests.take_overdue(time.monotonic())
-                if due:
-                    self._fail_overdue(due)
-                with self._cond:
-                    if self._state is State.CONNECTED and self._link is not None:
-                        self._flush(self._link)  # requests whose turn came
-                if self._need_reconnect:
-                    self._need_reconnect = False
-                    # On a thread of its own: the expiry above must keep running
-                    # while a reconnection waits or blocks.
-                    self._reconnector = threading.Thread(
-                        target=self._reconnect, name="watchers-bot-reconnect", daemon=True)
-                    self._reconnector.start()
-        except Exception:  # pragma: no cover - a bug here must not pass silently
-            log.exception("the supervisor thread failed")
-            self._give_up(WatchersError("internal error in the supervisor thread; see the log"))
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff(attempt, self.reconnect_delay, self.reconnect_delay_max)
-
-    def _reconnect(self) -> None:
-        old = self._link
-        if old is not None:
-            old.retire(initiate=False)
-        attempt = 0
-        while True:
-            delay = self._backoff(attempt)
-            log.info("reconnecting to %s in %.2fs (attempt %d)", self.url, delay, attempt + 1)
-            if self._closing.wait(delay):
-                return
-            attempt += 1
-            try:
-                link = self._open_and_listen(self.connect_timeout)
-            except BotClosed:
-                return
-            except AuthError as exc:
-                log.error("reconnection refused: %s; giving up", exc)
-                self._give_up(exc)
-                return
-            except (ConnectFailed, ConnectionLost, AckTimeout) as exc:
-                self.counters.last_error = exc
-                log.info("reconnection attempt %d failed: %s", attempt, exc)
-                if self.reconnect_attempts is not None and attempt >= self.reconnect_attempts:
-                    self._give_up(ConnectFailed(
-                        f"gave up reconnecting to {self.url} after {attempt} attempt(s): {exc}"))
-                    return
-                continue
-            with self._cond:
-                usable = self._state is State.RECONNECTING and link.alive
-                closed = self._state is State.CLOSED
-                if usable:
-                    self._went_up(link)
-                    self.counters.reconnected()
-                    log.info("reconnected to %s (link %d)", self.url, link.number)
-                    return
-            link.retire()
-            if closed:
-                return
-            # The new link died before it could be used: go round again.
-
-    def _give_up(self, error: BaseException) -> None:
-        with self._cond:
-            if self._state is State.CLOSED:
-                return
-            self._set_state(State.FAILED)
-            self._fatal = error
-            self._cond.notify_all()
-        self.requests.settle(self.requests.take_unsent(), error, counted=False)
-        self._on_fatal(error)
 
     # ------------------------------------------------------------------ rooms
 
