@@ -6,7 +6,7 @@ overrides or reads, and the override (:class:`Override`) that needs it.  An
 override is installed only when every name it needs is present *and* the
 installed versions are in the tested range; ``WATCHERS_FAST_PATH=0`` turns the
 fast-path overrides off on purpose, so the fallback (upstream's own code) can be
-run and tested.  ``tests/transport/test_upstream.py`` checks the table against
+run and tested.  ``tests/transport/test_transport.py`` checks the table against
 the installed releases (class attributes here, at import; instance attributes on
 real clients in the test).
 
