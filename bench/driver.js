@@ -93,6 +93,7 @@ async function run(cmd) {
       }
       return { acks, seconds: Number(nowNs() - t0) / 1e9 };
     }
+    case "pipe_cb":  // the Node client pipelines from its ack callbacks in both
     case "pipe": {
       const window = cmd.window || 256;
       const t0 = nowNs();

@@ -141,6 +141,39 @@ class Ours:
             acks += 1
         return acks
 
+    def pipe_cb(self, n: int, window: int) -> int:
+        """The pattern users write: each done-callback sends the next one (a window of
+        ``window`` in flight, refilled from ``add_done_callback``, as a Node client does)."""
+        done = threading.Event()
+        lock = threading.Lock()
+        state = {"next": 0, "acked": 0, "failed": 0}
+        send_async = self.bot.send_async
+
+        def send_next() -> None:
+            with lock:
+                i = state["next"]
+                if i >= n:
+                    return
+                state["next"] = i + 1
+            send_async(SEND_ROOM, f"pipe {i}").add_done_callback(on_done)
+
+        def on_done(future: Any) -> None:
+            with lock:
+                state["acked" if future.exception() is None else "failed"] += 1
+                finished = state["acked"] + state["failed"] == n
+            if finished:
+                done.set()
+            else:
+                send_next()
+
+        for _ in range(min(window, n)):
+            send_next()
+        if not done.wait(WAIT):
+            raise TimeoutError(f"only {state['acked']} of {n} acks")
+        if state["failed"]:
+            raise RuntimeError(f"{state['failed']} of {n} sends failed")
+        return state["acked"]
+
     # receiving -----------------------------------------------------------
     def listen(self, room: str) -> None:
         self.bot.listen(room)
@@ -238,6 +271,9 @@ class Raw:
         if sio is not None:
             sio.disconnect()
 
+    # raw python-socketio's natural pipelining already releases its window from callbacks
+    pipe_cb = pipe
+
     def listen(self, room: str) -> None:
         self.sio.call("external/listen", {"roomId": room, "apiKey": self.api_key}, timeout=WAIT)
 
@@ -320,6 +356,11 @@ def run_command(client: Any, cmd: Dict[str, Any]) -> Dict[str, Any]:
     if name == "pipe":
         t0 = time.perf_counter()
         acks = client.pipe(cmd["n"], cmd.get("window", 256))
+        seconds = time.perf_counter() - t0
+        return {"acks": acks, "seconds": seconds}
+    if name == "pipe_cb":
+        t0 = time.perf_counter()
+        acks = client.pipe_cb(cmd["n"], cmd.get("window", 256))
         seconds = time.perf_counter() - t0
         return {"acks": acks, "seconds": seconds}
     if name == "burst":

@@ -43,7 +43,7 @@ def _serve(conn: Any) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("workload", choices=["burst", "pipe", "seq"])
+    parser.add_argument("workload", choices=["burst", "pipe", "pipe_cb", "seq"])
     parser.add_argument("--client", choices=["ours", "raw"], default="ours")
     parser.add_argument("-n", type=int, default=50000)
     parser.add_argument("--pyinstrument", action="store_true")
@@ -83,6 +83,8 @@ def main() -> int:
                 profiler.start()
             if args.workload == "pipe":
                 client.pipe(args.n, 256)
+            elif args.workload == "pipe_cb":
+                client.pipe_cb(args.n, 256)
             else:
                 client.seq(args.n)
         seconds = time.perf_counter() - t0

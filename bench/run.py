@@ -40,6 +40,8 @@ READ_TIMEOUT = 180.0  # the longest one command may take, then the child is kill
 WORKLOADS = {
     "seq": ("sequential send+ack", "msg/s", "higher", 1.5),
     "pipe": ("pipelined send (256 in flight)", "msg/s", "higher", 4.0),
+    # the window released from add_done_callback (raw and node: from their ack callbacks)
+    "pipe_cb": ("pipelined send, done-callbacks", "msg/s", "higher", 6.0),
     "burst": ("burst receive", "msg/s", "higher", 4.0),
     "latency_p50": ("latency p50", "us", "lower", 1.0),
     "latency_p99": ("latency p99", "us", "lower", 1.0),
@@ -47,6 +49,9 @@ WORKLOADS = {
     "memory": ("memory per queued message", "bytes", "lower", None),
     "idle": ("idle CPU", "ms CPU/s", "lower", None),
 }
+
+#: the commands run_workload knows, in the order they run
+ALL_WORKLOADS = ("seq", "pipe", "pipe_cb", "burst", "latency", "connect", "memory", "idle")
 
 CONFIGS = {
     #            seq   pipe   burst  latency connect memory idle_s reps
@@ -264,6 +269,13 @@ def run_workload(name: str, kind: str, driver: Child, server: Any, cfg: Dict[str
         sends = server.sends()
         return {"pipe": cfg["pipe"] / r["seconds"],
                 "acks_ok": r["acks"] == cfg["pipe"] == sends}
+    if name == "pipe_cb":
+        driver.send({"cmd": "pipe_cb", "n": cfg["pipe"], "window": 256})
+        r = driver.read()
+        _check(r, kind, name)
+        sends = server.sends()
+        return {"pipe_cb": cfg["pipe"] / r["seconds"],
+                "acks_ok": r["acks"] == cfg["pipe"] == sends}
     if name == "burst":
         room = f"burst-{tag}"
         driver.send({"cmd": "burst", "n": cfg["burst"], "size": 100, "room": room})
@@ -428,7 +440,7 @@ def run(config: str = "full", *, servers: Optional[List[str]] = None,
     servers = servers or (["emulator", "node"] if node else ["emulator"])
     if not node:
         servers = [s for s in servers if s != "node"]
-    workloads = workloads or ["seq", "pipe", "burst", "latency", "connect", "memory", "idle"]
+    workloads = workloads or list(ALL_WORKLOADS)
     result: Dict[str, Any] = {
         "config": config, "settings": cfg, "clients": clients,
         "versions": versions(node), "machine": f"{os.cpu_count()} cores, {platform.platform()}",
@@ -465,7 +477,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--client", action="append", choices=["ours", "raw", "node"],
                         help="only this client (repeatable)")
     parser.add_argument("--workload", action="append",
-                        choices=["seq", "pipe", "burst", "latency", "connect", "memory", "idle"],
+                        choices=list(ALL_WORKLOADS),
                         help="only this workload (repeatable)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)

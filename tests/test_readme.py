@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from requirements import require_module
 
-import watchers_bot.bot
+import watchers_bot.client.bot
 from watchers_bot.emulator import Emulator
 
 README = Path(__file__).resolve().parent.parent / "README.rst"
@@ -65,7 +65,7 @@ def run_block(code, human=None, timeout=20.0):
     finally:
         thread.join(timeout)
         if thread.is_alive():
-            for bot in list(watchers_bot.bot._open_bots):
+            for bot in list(watchers_bot.client.bot._open_bots):
                 bot.close()
             thread.join(5)
     assert not thread.is_alive()
@@ -86,7 +86,7 @@ def test_readme_example_runs(env, index):
             env.post("room-1", "hello", user_id="alice")
             [echo] = env.wait_for_sent(1, timeout=10)
             assert echo.text == "echo: hello"
-            [bot] = list(watchers_bot.bot._open_bots)
+            [bot] = list(watchers_bot.client.bot._open_bots)
             deadline = time.monotonic() + 10
             while bot.stats.sent < 1 and time.monotonic() < deadline:  # the ack is on its way
                 time.sleep(0.01)

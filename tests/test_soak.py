@@ -45,8 +45,7 @@ SEND = "external/send"
 LISTEN = "external/listen"
 #: The client side of the library (protocol.py is left out: the emulator uses it too).
 LIBRARY_FILES = (
-    "*/watchers_bot/bot.py", "*/watchers_bot/connection.py", "*/watchers_bot/inbox.py",
-    "*/watchers_bot/_transport.py", "*/watchers_bot/handler.py", "*/watchers_bot/models.py",
+    "*/watchers_bot/client/*", "*/watchers_bot/transport/*", "*/watchers_bot/models.py",
     "*/watchers_bot/_logging.py", "*/socketio/client.py", "*/socketio/base_client.py",
     "*/engineio/client.py", "*/engineio/base_client.py", "*/websocket/*",
 )

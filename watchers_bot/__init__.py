@@ -34,20 +34,21 @@ __version__ = "0.1.0"
 # plugin (loaded in every pytest session of anyone who installed the package)
 # and the CLI's --version stay cheap.
 _LAZY = {
-    "Bot": ".bot",
-    "DuplicateBotWarning": ".bot",
-    "AckFuture": ".connection",
-    "State": ".connection",
-    "HandlerThread": ".handler",
+    "Bot": ".client.bot",
+    "DuplicateBotWarning": ".client.bot",
+    "AckFuture": ".client.requests",
+    "State": ".client.connection",
+    "HandlerThread": ".client.handler",
     "Router": ".router",
     "Context": ".routing",
     "SendRate": ".ratelimit",
 }
 
 if TYPE_CHECKING:
-    from .bot import Bot, DuplicateBotWarning
-    from .connection import AckFuture, State
-    from .handler import HandlerThread
+    from .client.bot import Bot, DuplicateBotWarning
+    from .client.connection import State
+    from .client.handler import HandlerThread
+    from .client.requests import AckFuture
     from .ratelimit import SendRate
     from .router import Router
     from .routing import Context

@@ -35,12 +35,11 @@ class Proxy:
 
 def _proxy_rules() -> Optional[Callable[..., Any]]:
     # websocket-client's own proxy rules (http_proxy, NO_PROXY...), so that the
-    # doctor decides as the bot's websocket will.  An upstream private name.
-    try:
-        from websocket._url import get_proxy_info
-    except ImportError:  # pragma: no cover - websocket-client moved it
-        return None
-    return get_proxy_info
+    # doctor decides as the bot's websocket will: an upstream private name, so
+    # looked up through the one table of them.
+    from ...transport.upstream import proxy_rules
+
+    return proxy_rules()
 
 
 def proxy(host: str, port: int, secure: bool,

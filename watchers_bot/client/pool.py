@@ -22,11 +22,11 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from .errors import AckTimeout, ConnectionLost
-from .inbox import CLOSED
-from .models import Message
-from .router import Router
-from .routing import Context, invoke, name_of, takes_context
+from ..errors import AckTimeout, ConnectionLost
+from ..models import Message
+from ..router import Router
+from ..routing import Context, invoke, name_of, takes_context
+from .inbox import CLOSED, Inbox
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -62,6 +62,7 @@ class RoomPool:
     def __init__(
         self,
         bot: "Bot",
+        inbox: Inbox,
         handler: Callable[..., Any],
         *,
         workers: int,
@@ -71,6 +72,7 @@ class RoomPool:
         name: str,
     ) -> None:
         self._bot = bot
+        self._inbox = inbox
         self._handler = handler
         self._wants_context = takes_context(handler)
         self._handler_name = name_of(handler)
@@ -143,7 +145,7 @@ class RoomPool:
     # ------------------------------------------------------------ dispatcher
 
     def _dispatch(self) -> None:
-        take = self._bot._inbox.take_batch
+        take = self._inbox.take_batch
         try:
             while not self._stop.is_set():
                 try:
@@ -233,7 +235,7 @@ class RoomPool:
             self._ready.clear()
             self._waiting = 0
         if left:
-            self._bot._inbox.give_back([msg for _, _, msg in left])
+            self._inbox.give_back([msg for _, _, msg in left])
 
     # ------------------------------------------------------------ workers
 

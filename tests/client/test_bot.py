@@ -439,20 +439,20 @@ def test_normal_close_logs_no_warning(emulator, caplog):
 
 def test_close_interrupted_by_ctrl_c_can_be_finished(emulator, monkeypatch):
     """A second Ctrl-C inside close() must not leave a live socket behind a 'closed' bot."""
-    from watchers_bot.connection import Connection
+    from watchers_bot.client.link import Link
 
     bot = make_bot(emulator)
     bot.listen("r")
-    real_retire = Connection._retire
+    real_retire = Link.retire
     calls = []
 
-    def interrupted_once(self, link, **kwargs):
+    def interrupted_once(link, **kwargs):
         calls.append(link)
         if len(calls) == 1:
             raise KeyboardInterrupt
-        return real_retire(self, link, **kwargs)
+        return real_retire(link, **kwargs)
 
-    monkeypatch.setattr(Connection, "_retire", interrupted_once)
+    monkeypatch.setattr(Link, "retire", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         bot.close()
     assert bot.state == "closed"

@@ -1,0 +1,245 @@
+"""websocket-client's WebSocket, with a safe close and (fast path) a buffered frame reader.
+
+Each override here is installed only as :mod:`.upstream` decides: ``close``
+(``WS_CLOSE``), the direct and batched writes (``FAST_SEND``) and the frame
+reader (``FAST_READER``).  Everything else is websocket-client's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+from typing import Any, List, Optional, Tuple
+
+import websocket
+
+from .upstream import Override, enabled
+
+__all__ = ["WebSocket"]
+
+# How long close() waits for the server's close frame.  The Engine.IO read
+# thread reads the same socket and usually takes that frame first, so
+# websocket-client's default (3 s) was mostly spent waiting for nothing.
+_CLOSE_WAIT = 0.1
+
+
+# How much the websocket reader asks the kernel for at a time.
+_READ_SIZE = 64 * 1024
+
+_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
+_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
+
+
+class WebSocket(websocket.WebSocket):
+    """websocket-client's WebSocket with a short close handshake wait and,
+    on the fast path, a buffered frame reader (see the module docstring)."""
+
+    _rbuf = b""
+    _rpos = 0
+    _fragments: Optional[Tuple[int, List[bytes]]] = None
+
+    if enabled(Override.WS_CLOSE):
+
+        def close(self, status: int = websocket.STATUS_NORMAL, reason: Any = b"",
+                  timeout: Any = _CLOSE_WAIT) -> None:
+            # websocket-client's close() reads the peer's close frame itself, while
+            # the Engine.IO read thread is reading the same socket: over TLS two
+            # threads in SSL_read at once abort the process.  So: send our close
+            # frame, wake the reader with an OS-level shutdown (which leaves the
+            # TLS state alone), and close the socket once the reader let go of it.
+            if self.sock is None:
+                return
+            was_connected = self.connected
+            self.connected = False
+            if was_connected:
+                data = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+                with contextlib.suppress(Exception):
+                    self.send(struct.pack("!H", status) + data, websocket.ABNF.OPCODE_CLOSE)
+            sock = self.sock
+            if sock is None:
+                return
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            wait = _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT)
+            if self.readlock.acquire(timeout=wait):
+                try:
+                    self.shutdown()  # type: ignore[no-untyped-call]
+                finally:
+                    self.readlock.release()
+
+    if enabled(Override.FAST_SEND):
+
+        def send_texts(self, texts: List[str]) -> None:
+            """Send text messages, each in its own (masked) frame, in one socket write."""
+            if not texts:
+                return
+            if len(texts) == 1:
+                self.send(texts[0])
+                return
+            create = websocket.ABNF.create_frame
+            frames = []
+            for text in texts:
+                frame = create(text, websocket.ABNF.OPCODE_TEXT)
+                if self.get_mask_key:
+                    frame.get_mask_key = self.get_mask_key
+                frames.append(frame.format())
+            data = b"".join(frames)
+            with self.lock:
+                while data:
+                    sent = self._send(data)
+                    data = data[sent:]
+
+        #: The unwritten end of a frame send_direct() could not finish: written
+        #: before anything else, by whoever writes next (see _send).
+        _tail = b""
+
+        def send_direct(self, text: str) -> bool:
+            """Write one text frame now if that cannot block; False: queue it instead.
+
+            Only on a plain TCP socket in timeout mode (CPython then keeps its
+            descriptor non-blocking, so ``os.write`` returns at once), and only
+            when no other write is in progress.  When the kernel takes part of
+            the frame, the rest waits in ``_tail`` and the caller asks the write
+            loop to flush it.
+            """
+            sock = self.sock
+            if (self._tail or type(sock) is not socket.socket or not sock.gettimeout()
+                    or not self.lock.acquire(blocking=False)):
+                return False
+            try:
+                if self._tail:
+                    return False
+                frame = websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT)
+                if self.get_mask_key:
+                    frame.get_mask_key = self.get_mask_key
+                data = frame.format()
+                try:
+                    written = os.write(sock.fileno(), data)
+                except OSError:  # would block, or broken: the write loop deals with it
+                    return False
+                if written < len(data):
+                    self._tail = data[written:]
+                return True
+            finally:
+                self.lock.release()
+
+        def has_tail(self) -> bool:
+            """Whether send_direct() left the end of a frame unwritten."""
+            return bool(self._tail)
+
+        def flush_tail(self) -> None:
+            """Write what send_direct() left unwritten (as the write loop writes: blocking)."""
+            with self.lock:
+                if self._tail:
+                    self._send(b"")
+
+        def _send(self, data: Any) -> int:
+            # Every write comes here with self.lock held: a frame's unwritten end first.
+            tail = self._tail
+            if tail:
+                self._tail = b""
+                while tail:
+                    tail = tail[super()._send(tail):]
+            if not data:
+                return 0
+            return super()._send(data)
+
+    if enabled(Override.FAST_READER):
+
+        def recv(self) -> Any:
+            """The next text (``str``) or binary (``bytes``) message; ``""`` after a close frame.
+
+            Answers pings, skips pongs, joins fragments, and raises what
+            websocket-client raises on timeouts, closed sockets and protocol errors.
+            """
+            with self.readlock:
+                return self._read_message()
+
+        def _read_message(self) -> Any:
+            while True:
+                buf, pos = self._rbuf, self._rpos
+                avail = len(buf) - pos
+                need = 2
+                if avail >= 2:
+                    b1, b2 = buf[pos], buf[pos + 1]
+                    length = b2 & 0x7F
+                    head = 2
+                    if length == 126:
+                        head = 4
+                        if avail >= 4:
+                            length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    elif length == 127:
+                        head = 10
+                        if avail >= 10:
+                            length = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                    masked = b2 & 0x80
+                    if masked:
+                        head += 4
+                    need = head + length
+                    if avail >= need:
+                        start = pos + head
+                        self._rpos = end = start + length
+                        payload = buf[start:end]
+                        if masked:  # servers must not mask, but a masked frame still reads
+                            payload = websocket.ABNF.mask(buf[start - 4:start], payload)
+                        message = self._frame(b1, payload)
+                        if message is not None:
+                            return message
+                        continue
+                self._fill(need - avail)
+
+        def _fill(self, shortage: int) -> None:
+            chunks = [self._rbuf[self._rpos:]]
+            while shortage > 0:
+                # _recv raises WebSocketTimeoutException / ...ConnectionClosedException
+                # (and marks the socket closed) as websocket-client's own reader does.
+                data = self._recv(max(_READ_SIZE, shortage))  # type: ignore[no-untyped-call]
+                chunks.append(data)
+                shortage -= len(data)
+            self._rbuf = b"".join(chunks)
+            self._rpos = 0
+
+        def _frame(self, b1: int, payload: bytes) -> Any:
+            """The message a frame completes, or None for control frames and fragments."""
+            if b1 & 0x70:
+                raise websocket.WebSocketProtocolException("rsv is not implemented, yet")
+            opcode = b1 & 0x0F
+            fin = b1 & 0x80
+            if opcode in (_OP_TEXT, _OP_BINARY):
+                if self._fragments is not None:
+                    raise websocket.WebSocketProtocolException("Illegal frame")
+                if not fin:
+                    self._fragments = (opcode, [payload])
+                    return None
+            elif opcode == _OP_CONT:
+                if self._fragments is None:
+                    raise websocket.WebSocketProtocolException("Illegal frame")
+                self._fragments[1].append(payload)
+                if not fin:
+                    return None
+                opcode, parts = self._fragments
+                self._fragments = None
+                payload = b"".join(parts)
+            elif opcode == _OP_PING:
+                if len(payload) >= 126:
+                    raise websocket.WebSocketProtocolException("Ping message is too long")
+                self.pong(payload)
+                return None
+            elif opcode == _OP_PONG:
+                return None
+            elif opcode == _OP_CLOSE:
+                # As websocket-client does: answer the close, report "" (engineio
+                # then sees a closed websocket).
+                self.send_close()
+                return ""
+            else:
+                raise websocket.WebSocketProtocolException(f"Invalid opcode {opcode!r}")
+            if opcode == _OP_TEXT:
+                try:
+                    return payload.decode("utf-8")
+                except UnicodeDecodeError:  # as websocket-client's own reader raises
+                    raise websocket.WebSocketPayloadException(
+                        f"cannot decode: {payload[:64]!r}") from None
+            return payload
