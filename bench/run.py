@@ -272,7 +272,7 @@ def run_workload(name: str, kind: str, driver: Child, server: Any, cfg: Dict[str
     if name == "pipe_cb":
         driver.send({"cmd": "pipe_cb", "n": cfg["pipe"], "window": 256})
         r = driver.read()
-        _check(r, kind, name)
+        check_result(r, kind, name)
         sends = server.sends()
         return {"pipe_cb": cfg["pipe"] / r["seconds"],
                 "acks_ok": r["acks"] == cfg["pipe"] == sends}

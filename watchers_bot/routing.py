@@ -17,7 +17,7 @@ import attrs
 from .models import Message
 
 if TYPE_CHECKING:
-    from .bot import Bot
+    from .client.bot import Bot
 
 __all__ = ["Context", "Handler", "invoke", "takes_context"]
 

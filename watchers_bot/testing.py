@@ -45,7 +45,7 @@ import pytest
 from . import settings
 
 if TYPE_CHECKING:
-    from .bot import Bot
+    from .client.bot import Bot
     from .emulator import Emulator
 
 __all__ = ["API_KEY", "BOT_ID", "TOKEN", "Credentials"]
@@ -169,7 +169,7 @@ def make_watchers_bot(
     watchers_credentials: Credentials, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., "Bot"]]:
     """A factory of bots for ``watchers_emulator``; every bot it made is closed after the test."""
-    from .bot import Bot
+    from .client.bot import Bot
 
     _no_proxy_for_loopback(monkeypatch)
     made: List[Bot] = []

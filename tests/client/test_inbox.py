@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from watchers_bot.inbox import CLOSED, Inbox
+from watchers_bot.client.inbox import CLOSED, Inbox
 
 
 def test_fifo_and_counts():

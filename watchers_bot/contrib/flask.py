@@ -62,9 +62,9 @@ from flask import Flask, Response, current_app, has_request_context, jsonify
 from flask.cli import AppGroup
 
 from .. import settings
-from ..bot import Bot
+from ..client.bot import Bot
+from ..client.handler import HandlerThread
 from ..errors import ConfigError, WatchersError
-from ..handler import HandlerThread
 from ..models import Message
 from ..routing import Context, invoke, name_of
 from . import error_status, parse_rooms

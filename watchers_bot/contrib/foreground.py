@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable, Iterable, Sequence
 
 from ..backoff import backoff
-from ..bot import Bot
+from ..client.bot import Bot
 from ..errors import AuthError, BotClosed, ConfigError, WatchersError
 from ..sigterm import Terminated, sigterm_raises
 

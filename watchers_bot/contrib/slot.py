@@ -12,7 +12,7 @@ import threading
 import weakref
 from typing import Callable, List, Optional
 
-from ..bot import Bot
+from ..client.bot import Bot
 
 __all__ = ["BotSlot"]
 
@@ -44,7 +44,7 @@ class BotSlot:
     def after_fork(self) -> None:
         """Forget the parent's bot (called in a forked child)."""
         self._lock = threading.Lock()  # may have been held by a thread that is gone
-        # The inherited bot is already abandoned by watchers_bot.bot's own fork
+        # The inherited bot is already abandoned by watchers_bot.client.bot's own fork
         # hook (no I/O on the parent's socket, off the exit hook): just drop it.
         self._bot = None
         self._on_close = []
@@ -135,7 +135,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 @atexit.register
 def _close_slots() -> None:
-    # Registered after watchers_bot.bot's own exit hook, so it runs first:
+    # Registered after watchers_bot.client.bot's own exit hook, so it runs first:
     # handler threads stop before their bots close.
     for slot in list(_slots):
         if slot.owned_here:

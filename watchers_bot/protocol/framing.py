@@ -1,13 +1,12 @@
-"""Socket.IO and Engine.IO text framing: the package's home for writing and reading it.
+"""Socket.IO and Engine.IO text framing: the one place that writes and reads it.
 
 A Watchers request on the wire is one websocket text frame holding an
 Engine.IO MESSAGE (``4``) whose data is a Socket.IO EVENT (``2``) of the
 default namespace: ``42<ack id>["external/send",{...}]``.  An ack is a
 Socket.IO ACK (``3``): ``43<ack id>[<answer>...]``.  The emulator's packets
 and pre-framed broadcasts, the server's event payloads and the size check of
-requests build or read frames with the functions here; the client's fast path
-(``watchers_bot._transport``) takes its JSON from here but still has its own
-copy of the event/ack pattern and of the ``4`` prefix.
+requests, and the client's fast path (:mod:`watchers_bot.transport`), build or
+read frames with the functions and constants here.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from typing import Any, Callable, List
 import engineio
 import websocket
 
+from ..protocol.framing import ENGINEIO_MESSAGE
 from .upstream import Override, enabled
 from .websocket import WebSocket
 
@@ -104,7 +105,7 @@ class InlineEngineIOClient(engineio.Client):
                     and self.current_transport == "websocket"
                     and not self.logger.isEnabledFor(_INFO)):
                 ws = self.ws
-                if isinstance(ws, WebSocket) and ws.send_direct("4" + data):
+                if isinstance(ws, WebSocket) and ws.send_direct(ENGINEIO_MESSAGE + data):
                     if ws.has_tail():
                         self.queue.put(_FLUSH)
                     return

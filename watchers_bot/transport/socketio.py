@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import sys
 from typing import Any, Callable, Iterable, Optional, Tuple
 
 import engineio
 import socketio
 
-from ..protocol import encode_json
+from ..protocol.framing import EVENT_OR_ACK, decode_json, encode_json, event_packet
 from .engineio import InlineEngineIOClient
 from .upstream import SEAMS, Override, enabled
 from .websocket import WebSocket
@@ -37,38 +35,18 @@ log = logging.getLogger("watchers_bot")
 # passes parse_int to refuse integers of over 100 digits (their parsing is
 # quadratic), which makes every loads() build a decoder and call back into
 # Python for every integer: 5.6 us for a typical message, against 4.0 us for
-# json.loads.  The interpreter's own int_max_str_digits limit (4300 digits by
-# default) bounds that cost as well, so plain json.loads is used while it is
-# set; when someone turned it off, the same decoder as engineio's, built once.
-# With orjson installed (0.7 us), it goes first.  A packet any of these
+# json.loads.  protocol.framing.decode_json bounds that cost without it (see
+# there).  With orjson installed (0.7 us), it goes first.  A packet any of these
 # refuses (orjson: integers beyond 64 bits, lone surrogates, NaN) takes
 # upstream's path, which decodes it exactly as python-socketio does.
 # A json module of the user's own is used as it is.
 _ENGINEIO_JSON: Any = getattr(engineio, "json", None)
-_SAFE_DECODE: Any = json.JSONDecoder(
-    parse_int=getattr(_ENGINEIO_JSON, "_safe_int", int)
-).decode
-_int_limit: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 0)
 try:
     import orjson as _orjson
 
-    _ORJSON_LOADS: Any = _orjson.loads
+    _DECODE: Any = _orjson.loads
 except ImportError:
-    _ORJSON_LOADS = None
-
-
-def _decode(text: str) -> Any:
-    if _ORJSON_LOADS is not None:
-        return _ORJSON_LOADS(text)
-    if 0 < _int_limit() <= 10_000:
-        return json.loads(text)
-    return _SAFE_DECODE(text)
-
-
-_DECODE: Any = _decode
-# The wire's JSON (UTF-8, compact), built once: python-socketio's Packet.encode
-# would call json.dumps(data, separators=(",", ":")) with \uXXXX escapes.
-_ENCODE: Any = encode_json
+    _DECODE = decode_json
 
 
 class WireJson:
@@ -97,9 +75,6 @@ _FAST_SEND = enabled(Override.FAST_SEND)
 # these needs none of python-socketio's recursive binary checks.
 _PLAIN = (str, int, float, bool, type(None))
 _INFO = logging.INFO
-# A Socket.IO EVENT ("2") or ACK ("3") packet of the default namespace, no
-# binary attachments: the type, an optional ack id, then the JSON array.
-_EVENT_OR_ACK = re.compile(r"([23])(\d*)\[")
 
 
 class SocketIOClient(socketio.Client):
@@ -129,7 +104,7 @@ class SocketIOClient(socketio.Client):
             callbacks = self.callbacks.get("/")
             lone = not callbacks or len(callbacks) <= 1  # [0] is the id counter
             ack_id: int = self._generate_ack_id("/", callback)
-            text = "2" + str(ack_id) + _ENCODE([event, data])
+            text = event_packet(event, data, ack_id)
             if lone:
                 self.eio.send_first(text)
             else:
@@ -188,7 +163,7 @@ class SocketIOClient(socketio.Client):
             # EVENT and ACK packets of the default namespace: one regex, one
             # json.loads, and the handler or callback called here, in order.
             if type(data) is str and self._binary_packet is None:
-                m = _EVENT_OR_ACK.match(data)
+                m = EVENT_OR_ACK.match(data)
                 if m is not None and not self.logger.isEnabledFor(_INFO):
                     codec = self.packet_class.json
                     try:

@@ -9,7 +9,7 @@ from ... import settings
 from ..terminal import Secrets
 
 if TYPE_CHECKING:
-    from ...bot import Bot
+    from ...client.bot import Bot
 
 __all__ = ["bot_from_args", "layers", "tls_overrides"]
 
@@ -26,7 +26,7 @@ def layers(args: argparse.Namespace) -> List[settings.Layer]:
 def bot_from_args(args: argparse.Namespace, secrets: Secrets, *,
                   needs_bot_id: bool = False) -> "Bot":
     """A bot from the options and the environment; ``ConfigError`` names what is missing."""
-    from ...bot import Bot
+    from ...client.bot import Bot
 
     sources = layers(args)
     secrets.add(*settings.secret_values(sources))

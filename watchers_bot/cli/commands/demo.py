@@ -47,7 +47,7 @@ def _demo_lines(count: int) -> List[str]:
 
 def run(args: argparse.Namespace, secrets: Secrets) -> int:
     """Print the conversation (and with --open, keep it running in the browser)."""
-    from ...bot import Bot
+    from ...client.bot import Bot
     from ...errors import BotClosed
 
     emulator_class = import_emulator()

@@ -23,7 +23,7 @@ from . import network, session
 from .checks import FAIL, OK, SKIP, CheckFailed
 
 if TYPE_CHECKING:
-    from ...bot import Bot
+    from ...client.bot import Bot
 
 __all__ = ["Doctor", "run"]
 

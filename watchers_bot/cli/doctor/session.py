@@ -9,7 +9,7 @@ from ...errors import AckTimeout, AuthError, BotClosed, ConnectFailed, Connectio
 from .checks import CheckFailed, ms
 
 if TYPE_CHECKING:
-    from ...bot import Bot
+    from ...client.bot import Bot
 
 __all__ = ["connect", "listen", "send"]
 
@@ -17,7 +17,7 @@ __all__ = ["connect", "listen", "send"]
 def connect(url: str, token: str, api_key: str, bot_id: Any, *, timeout: float,
             options: Dict[str, Any]) -> Tuple[str, "Bot"]:
     """A bot connected to ``url`` (no reconnection: a failure is the answer)."""
-    from ...bot import Bot
+    from ...client.bot import Bot
 
     bot = Bot(token, api_key, bot_id, url=url, ack_timeout=timeout, reconnect=False, **options)
     started = time.monotonic()

@@ -6,17 +6,15 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
-from ... import protocol
-from ...bot import Bot
-from ...errors import ConnectFailed, ReceiveTimeout, ServerError
+from ...client.bot import Bot
+from ...errors import ReceiveTimeout
 from ...models import Message
-from ...routing import Context, invoke
 from ...settings import seconds as _seconds
 from ...sharding import Shard
+from ._drain import Drainer
 from ._lanes import Lanes
 from ._metrics import BridgeCollector, MetricsServer, broker_client, serve_metrics
 
@@ -206,10 +204,12 @@ class Bridge:
         """Claim a received message and hand it to the workers; ``False`` for a duplicate."""
         won, room_key = self.lanes.claim_push(payload, project, room_id, message_id)
         if won:
-            self._kick(room_key, dict(payload))
+            self.kick(room_key, dict(payload))
         return won
 
-    def _kick(self, room_key: str, payload: Optional[Dict[str, Any]] = None) -> None:
+    def kick(self, room_key: str, payload: Optional[Dict[str, Any]] = None) -> None:
+        """Queue a drain task for the room (its lane in Redis holds the messages; ``payload``
+        only travels with the task, for logs and inspection)."""
         options: Dict[str, Any] = {}
         if self.queue:
             options["queue"] = self.queue
@@ -219,7 +219,7 @@ class Bridge:
         """Send a drain task for every lane with messages and no worker on it; how many."""
         rooms = self.lanes.unlocked_backlogs()
         for room in rooms:
-            self._kick(room)
+            self.kick(room)
         return len(rooms)
 
     def listen(
@@ -317,121 +317,4 @@ class Bridge:
         At most ``batch`` messages per call: then the room goes to the back of the queue
         (a new task), so one busy room cannot hold a worker while others wait.
         """
-        lanes = self.lanes
-        handled = 0
-        while True:
-            token = uuid.uuid4().hex
-            if not lanes.acquire(room_key, token):
-                return handled  # its holder drains it, and re-checks after releasing
-            lease = _Lease(lanes, room_key, token)
-            try:
-                while handled < self.batch and not lease.lost.is_set():
-                    entry = lanes.head(room_key)
-                    if entry is None:
-                        break
-                    self._handle(room_key, entry["payload"], float(entry["at"]))
-                    if not lanes.pop(room_key, token):
-                        lease.lost.set()
-                        break
-                    handled += 1
-            finally:
-                lease.stop()
-                more = lanes.release(room_key, token)
-            if lease.lost.is_set():
-                log.warning("lost the lock of room %s (Redis unreachable for longer than "
-                            "lock_ttl?); its holder now may repeat the last message",
-                            room_key)
-                return handled
-            if not more:
-                return handled
-            if handled >= self.batch:
-                self._kick(room_key)
-                return handled
-
-    def _handle(self, room_key: str, payload: Mapping[str, Any], received_at: float) -> None:
-        lanes = self.lanes
-        try:
-            message = protocol.parse_message(dict(payload))
-        except protocol.MalformedPayload as exc:
-            lanes.count("malformed")
-            log.error("dropped a malformed message of room %s: %s", room_key, exc)
-            return
-        record = lanes.reply_record(room_key, message.id)
-        if record is not None:
-            self._resume(room_key, message, record)
-            return
-        waited = time.time() - received_at
-        bot = self.bot()
-        started = time.perf_counter()
-        try:
-            reply = invoke(self.handler, message, Context(bot=bot, message=message))
-        except Exception:
-            lanes.record_handled(time.perf_counter() - started, waited, failed=True)
-            log.exception("the handler failed on message %s of room %s", message.id, room_key)
-            return
-        lanes.record_handled(time.perf_counter() - started, waited, failed=False)
-        if reply is not None:
-            self._reply(room_key, message, reply)
-
-    def _resume(self, room_key: str, message: Message, record: Mapping[str, Any]) -> None:
-        # This message was handled before (a re-run after a crash or a failed send): never
-        # run the handler again, finish its reply from the record.
-        state, text = record.get("state"), str(record.get("text", ""))
-        if state == "replied":
-            self.lanes.count("replies_suppressed")
-            return
-        if state == "refused":  # the server said no; asking again would repeat it
-            return
-        if state == "sending":  # the worker stopped between send and record: fate unknown
-            self.lanes.note_uncertain(room_key, message.id)
-            if not self.resend_uncertain:
-                log.warning("not re-sending the reply to message %s of room %s: it may or "
-                            "may not have been posted (resend_uncertain is off)",
-                            message.id, room_key)
-                return
-            log.warning("re-sending the reply to message %s of room %s: the first attempt "
-                        "may have been posted too", message.id, room_key)
-        self._reply(room_key, message, text)
-
-    def _reply(self, room_key: str, message: Message, text: str) -> None:
-        lanes = self.lanes
-        lanes.set_reply(room_key, message.id, "sending", text)
-        try:
-            self.bot().send(message.room_id, text)
-        except ConnectFailed:
-            lanes.set_reply(room_key, message.id, "unsent", text)
-            raise  # nothing was sent; the message stays at the head, a later task retries
-        except ServerError as exc:
-            lanes.set_reply(room_key, message.id, "refused", text)
-            lanes.count("reply_errors")
-            log.error("the server refused the reply to message %s of room %s: %s",
-                      message.id, room_key, exc)
-            return
-        # AckTimeout, ConnectionLost, BotClosed: fate unknown, the record says "sending"
-        lanes.mark_replied(room_key, message.id, text)
-
-
-class _Lease:
-    """Keeps a room's lock alive while its holder works, on a thread of its own."""
-
-    def __init__(self, lanes: Lanes, room_key: str, token: str) -> None:
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._args = (lanes, room_key, token)
-        self._every = max(0.05, lanes.lock_ttl_ms / 3000.0)
-        self._thread = threading.Thread(target=self._run, name="watchers-lease", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        lanes, room_key, token = self._args
-        while not self._stop.wait(self._every):
-            try:
-                if not lanes.refresh(room_key, token):
-                    self.lost.set()
-                    return
-            except Exception:  # Redis down: the lock may expire; the holder checks lost
-                log.warning("could not extend the lock of room %s", room_key, exc_info=True)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        return Drainer(self).drain(room_key)

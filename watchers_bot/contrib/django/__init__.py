@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ...bot import Bot
+from ...client.bot import Bot
 from ...errors import ConfigError
 from ..slot import BotSlot
 from . import conf
