@@ -213,7 +213,7 @@ def test_packets_the_fast_decoder_refuses_are_decoded_by_upstream(monkeypatch):
     def refuse(text):
         raise json.JSONDecodeError("refused", text, 0)
 
-    monkeypatch.setattr(wire_socketio, "_ORJSON_LOADS", refuse)
+    monkeypatch.setattr(wire_socketio, "_DECODE", refuse)
     client._handle_eio_message('2["message",{"text":"\\ud800","n":NaN}]')
     [(payload,)] = message.calls
     assert payload["text"] == "\ud800"
