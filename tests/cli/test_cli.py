@@ -625,7 +625,8 @@ def test_parsing_imports_no_client(argv: List[str]) -> None:
         "import sys\n"
         "from watchers_bot.cli import main\n"
         f"code = main({argv!r})\n"
-        "heavy = {'socketio', 'engineio', 'websocket', 'watchers_bot.bot', 'watchers_bot.client'} & set(sys.modules)\n"
+        "heavy = {'socketio', 'engineio', 'websocket', 'watchers_bot.bot',\n"
+        "         'watchers_bot.client'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
         "assert code in (0, 2), code\n"
     )
