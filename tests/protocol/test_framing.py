@@ -17,6 +17,7 @@ from watchers_bot.protocol.framing import (
     event_packet,
     frame_bytes,
     read_event_or_ack,
+    ws_masked_text_frame,
     ws_text_frame,
 )
 
@@ -125,3 +126,19 @@ def test_check_frame_refuses_an_oversized_request_naming_the_argument():
         check_frame("external/send", {"text": "x" * MAX_FRAME_BYTES})
     with pytest.raises(ValueError, match=r"^payload is too large"):
         check_frame("external/send", {"text": "é" * (MAX_FRAME_BYTES // 2)}, name="payload")
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 126, 127, 65535, 65536, 70001])
+@pytest.mark.parametrize("key", [b"\x00\x00\x00\x00", b"\x12\x34\x56\x78", b"\xff\xfe\x01\x80"])
+def test_masked_frames_are_byte_for_byte_websocket_clients(size, key):
+    import websocket
+
+    text = ("é€" * size)[:size] if size % 2 else "x" * size  # some multi-byte characters too
+    frame = websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT)
+    frame.get_mask_key = lambda n: key
+    assert ws_masked_text_frame(text.encode("utf-8"), key) == frame.format()
+
+
+def test_a_masked_frame_needs_a_four_byte_key():
+    with pytest.raises(ValueError, match="key must be 4 bytes"):
+        ws_masked_text_frame(b"x", b"abc")

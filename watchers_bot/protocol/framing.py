@@ -30,6 +30,7 @@ __all__ = [
     "event_packet",
     "frame_bytes",
     "read_event_or_ack",
+    "ws_masked_text_frame",
     "ws_text_frame",
 ]
 
@@ -136,11 +137,28 @@ def check_frame(event: str, payload: Any, *, name: str = "text") -> None:
         )
 
 
+def _ws_text_header(n: int, masked: int) -> bytes:
+    # FIN + text opcode, then the length in 7, 7+16 or 7+64 bits (RFC 6455, 5.2).
+    if n < 126:
+        return bytes((0x81, masked | n))
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, masked | 126, n)
+    return struct.pack("!BBQ", 0x81, masked | 127, n)
+
+
 def ws_text_frame(data: bytes) -> bytes:
     """One unmasked, final websocket text frame (what a server sends)."""
+    return _ws_text_header(len(data), 0) + data
+
+
+def ws_masked_text_frame(data: bytes, key: bytes) -> bytes:
+    """One final websocket text frame masked with the 4-byte ``key`` (what a client sends).
+
+    The same bytes as websocket-client's ``ABNF.create_frame(text, OPCODE_TEXT).format()``
+    with that key, built without an ABNF object (most of a pipelined send's framing cost)."""
+    if len(key) != 4:
+        raise ValueError(f"key must be 4 bytes, got {len(key)}")
     n = len(data)
-    if n < 126:
-        return bytes((0x81, n)) + data
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + data
-    return struct.pack("!BBQ", 0x81, 127, n) + data
+    mask = int.from_bytes(key * (n // 4) + key[: n % 4], "little")
+    masked = (int.from_bytes(data, "little") ^ mask).to_bytes(n, "little")
+    return _ws_text_header(n, 0x80) + key + masked

@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Tuple
 
 import websocket
 
+from ..protocol.framing import ws_masked_text_frame
 from .upstream import Override, enabled
 
 __all__ = ["WebSocket"]
@@ -78,18 +79,26 @@ class WebSocket(websocket.WebSocket):
             if len(texts) == 1:
                 self.send(texts[0])
                 return
-            create = websocket.ABNF.create_frame
-            frames = []
-            for text in texts:
-                frame = create(text, websocket.ABNF.OPCODE_TEXT)
-                if self.get_mask_key:
-                    frame.get_mask_key = self.get_mask_key
-                frames.append(frame.format())
-            data = b"".join(frames)
+            if self.get_mask_key:  # the application's own mask keys
+                keys = b"".join(self._mask_key() for _ in texts)
+            else:  # one system call for every frame's key
+                keys = os.urandom(4 * len(texts))
+            data = b"".join([
+                ws_masked_text_frame(text.encode("utf-8"), keys[4 * i:4 * i + 4])
+                for i, text in enumerate(texts)
+            ])
             with self.lock:
                 while data:
                     sent = self._send(data)
                     data = data[sent:]
+
+        def _mask_key(self) -> bytes:
+            # websocket-client's get_mask_key option when given (it may return str), else
+            # what its ABNF uses: os.urandom.
+            if not self.get_mask_key:
+                return os.urandom(4)
+            key = self.get_mask_key(4)
+            return key.encode("latin-1") if isinstance(key, str) else bytes(key)
 
         #: The unwritten end of a frame send_direct() could not finish: written
         #: before anything else, by whoever writes next (see _send).
@@ -111,10 +120,7 @@ class WebSocket(websocket.WebSocket):
             try:
                 if self._tail:
                     return False
-                frame = websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT)
-                if self.get_mask_key:
-                    frame.get_mask_key = self.get_mask_key
-                data = frame.format()
+                data = ws_masked_text_frame(text.encode("utf-8"), self._mask_key())
                 try:
                     written = os.write(sock.fileno(), data)
                 except OSError:  # would block, or broken: the write loop deals with it
