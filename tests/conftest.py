@@ -18,3 +18,18 @@ def emulator():
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture(scope="module")
+def ca():
+    """A certificate authority of the test's own (``trustme``), for TLS servers on loopback."""
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca, tmp_path):
+    """``ca``'s certificate as a PEM file, for ``ca_certs=`` and ``--ca-certs``."""
+    path = os.path.join(tmp_path, "ca.pem")
+    ca.cert_pem.write_to_path(path)
+    return path

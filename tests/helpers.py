@@ -35,3 +35,12 @@ CLIENT_THREAD_MARKERS = ("watchers-bot", "_read_loop", "_write_loop", "_handle_e
 def client_threads():
     """Threads of bots and of python-socketio's client (the emulator's are left out)."""
     return {t for t in threading.enumerate() if any(m in t.name for m in CLIENT_THREAD_MARKERS)}
+
+
+def tls_context(ca, *hosts):
+    """A server-side TLS context with a certificate from ``ca`` for ``hosts``."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*hosts).configure_cert(context)
+    return context

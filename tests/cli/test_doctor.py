@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-import ssl
 import subprocess
 import sys
 import time
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
+from helpers import tls_context
 
 from watchers_bot.cli import main
 from watchers_bot.emulator import Emulator
@@ -32,24 +32,11 @@ CHECKS = ["config", "endpoint", "proxy", "dns", "tcp", "tls", "socket.io", "list
 LINE = re.compile(r"^(ok|FAIL|skip)\s+(\S+)\s+(.*)$")
 
 
-@pytest.fixture(scope="module")
-def ca() -> "trustme.CA":
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: "trustme.CA", tmp_path: "os.PathLike[str]") -> str:
-    path = os.path.join(tmp_path, "ca.pem")
-    ca.cert_pem.write_to_path(path)
-    return path
-
-
 @pytest.fixture
 def tls_emu(ca: "trustme.CA") -> Iterator[Emulator]:
     """An emulator serving TLS with a certificate for 127.0.0.1 only."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    server = Emulator(tokens=[TOKEN], api_keys=[API_KEY], ssl_context=context).start()
+    server = Emulator(tokens=[TOKEN], api_keys=[API_KEY],
+                      ssl_context=tls_context(ca, "127.0.0.1")).start()
     try:
         yield server
     finally:

@@ -26,6 +26,7 @@ import time
 from typing import Iterator, List, Optional
 
 import pytest
+from helpers import tls_context
 
 from watchers_bot import Bot, ConnectFailed
 from watchers_bot.cli import main
@@ -177,22 +178,8 @@ def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture(scope="module")
-def ca() -> "trustme.CA":
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: "trustme.CA", tmp_path: "os.PathLike[str]") -> str:
-    path = os.path.join(tmp_path, "ca.pem")
-    ca.cert_pem.write_to_path(path)
-    return path
-
-
 def _server_context(ca: "trustme.CA") -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "127.0.0.2").configure_cert(context)
-    return context
+    return tls_context(ca, "127.0.0.1", "127.0.0.2")
 
 
 @pytest.fixture
