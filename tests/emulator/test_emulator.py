@@ -1011,6 +1011,7 @@ def _open_socketio(emu: Emulator, **headers: str) -> "websocket.WebSocket":
     {"host": "192.168.1.5:{port}"},                  # not loopback
     {"origin": "http://evil.example"},               # a page of another site
     {"origin": "http://evil.example:{port}"},
+    {"origin": "http://[::1"},                       # not a URL: refused, not a 500
 ])
 def test_socketio_requests_from_elsewhere_are_refused(headers):
     with Emulator([TOKEN], [KEY]) as emu:

@@ -10,7 +10,7 @@ which a cross-site form cannot send, and at most :data:`MAX_BODY` bytes.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .._loopback import is_loopback, split_host
@@ -30,6 +30,16 @@ class HTTPError(Exception):
         self.message = message
 
 
+def _split_origin(origin: str) -> Tuple[str, str, Optional[int]]:
+    """An ``Origin`` header's scheme, host and port; ``("", "", None)`` when it is not a URL
+    (an unclosed ``[``, a bad port): such a request is refused, not answered with a 500."""
+    try:
+        parts = urlsplit(origin)
+        return parts.scheme, parts.hostname or "", parts.port
+    except ValueError:
+        return "", "", None
+
+
 def check_local(environ: Dict[str, Any], port: int, scheme: str) -> None:
     """Raise :class:`HTTPError` (403) unless the request comes from a local page."""
     host, host_port = split_host(environ.get("HTTP_HOST", ""))
@@ -38,13 +48,8 @@ def check_local(environ: Dict[str, Any], port: int, scheme: str) -> None:
                         f"address with port {port} (the control API is local only)")
     origin = environ.get("HTTP_ORIGIN")
     if origin is not None:
-        parts = urlsplit(origin)
-        try:
-            origin_port = parts.port
-        except ValueError:
-            origin_port = None
-        if (parts.scheme != scheme or not is_loopback(parts.hostname or "")
-                or origin_port != port):
+        origin_scheme, origin_host, origin_port = _split_origin(origin)
+        if origin_scheme != scheme or not is_loopback(origin_host) or origin_port != port:
             raise HTTPError("403 Forbidden",
                             "refused: cross-origin request to the emulator's control API")
 
@@ -60,9 +65,9 @@ def check_local_client(environ: Dict[str, Any]) -> None:
         raise HTTPError("403 Forbidden", "refused: the Host header must be a loopback "
                         "address (the emulator is local only)")
     origin = environ.get("HTTP_ORIGIN")
-    if origin is not None and not is_loopback(urlsplit(origin).hostname or ""):
-        raise HTTPError("403 Forbidden", "refused: a page of another site may not connect "
-                        "to the emulator")
+    if origin is not None and not is_loopback(_split_origin(origin)[1]):
+        raise HTTPError("403 Forbidden", "refused: a page of another site may not "
+                        "connect to the emulator")
 
 
 def read_json_body(environ: Dict[str, Any]) -> Dict[str, Any]:
