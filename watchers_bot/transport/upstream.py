@@ -46,6 +46,9 @@ class Override(str, enum.Enum):
     #: A close that does not read the socket from a second thread (correctness:
     #: two threads in SSL_read abort the process) and waits 0.1 s, not 3 s.
     WS_CLOSE = "ws_close"
+    #: A TLS socket's reads and writes one thread at a time, waiting outside the
+    #: lock (correctness: a read racing a write reports a false EOF and drops the link).
+    TLS_SERIAL = "tls_serial"
     #: Compact UTF-8 JSON for our packets, as the JavaScript client sends.
     WIRE_JSON = "wire_json"
     #: Fast path: EVENT/ACK packets decoded with one regex + one json.loads.
@@ -76,6 +79,7 @@ class Seam(NamedTuple):
 
 
 _D, _W, _J = Override.INLINE_DISPATCH, Override.WS_CLOSE, Override.WIRE_JSON
+_T = Override.TLS_SERIAL
 _R, _S, _F = Override.FAST_RECEIVE, Override.FAST_SEND, Override.FAST_READER
 _EC, _SC, _WS = engineio.Client, socketio.Client, websocket.WebSocket
 # websocket-client's private URL module (None if it is gone: its seam is then missing).
@@ -117,14 +121,15 @@ SEAMS: Tuple[Seam, ...] = (
          "client/link.py"),
     Seam(engineio, "json", False, (_J, _R), "read: engineio's json module (safe ints)"),
     # websocket-client
-    Seam(_WS, "_recv", False, (_F,), "called: one read from the socket"),
-    Seam(_WS, "_send", False, (_S,), "overridden and called: one write to the socket"),
+    Seam(_WS, "_recv", False, (_F, _T), "overridden (TLS) and called: one read from the "
+         "socket"),
+    Seam(_WS, "_send", False, (_S, _T), "overridden and called: one write to the socket"),
     Seam(_WS, "send_close", False, (_F,), "called (public): answers a close frame"),
     Seam(_WS, "readlock", True, (_W, _F), "held: one reader at a time"),
     Seam(_WS, "lock", True, (_S,), "held: one writer at a time"),
     Seam(_WS, "get_mask_key", True, (_S,), "read: the frame mask hook"),
-    Seam(_WS, "sock", True, (_W, _S), "read: the socket"),
-    Seam(_WS, "connected", True, (_W,), "read and set"),
+    Seam(_WS, "sock", True, (_W, _S, _T), "read: the socket (set to None when it closed)"),
+    Seam(_WS, "connected", True, (_W, _T), "read and set"),
     Seam(_URL, "get_proxy_info", False, (), "called by cli/doctor/network.py: the proxy "
          "the websocket would use (http_proxy, no_proxy...), see proxy_rules()"),
 )

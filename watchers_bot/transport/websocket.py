@@ -1,7 +1,9 @@
-"""websocket-client's WebSocket, with a safe close and (fast path) a buffered frame reader.
+"""websocket-client's WebSocket, with a safe close, serialized TLS and (fast path) a buffered
+frame reader.
 
 Each override here is installed only as :mod:`.upstream` decides: ``close``
-(``WS_CLOSE``), the direct and batched writes (``FAST_SEND``) and the frame
+(``WS_CLOSE``), the socket reads and writes of a TLS link (``TLS_SERIAL``, see
+:mod:`.tls`), the direct and batched writes (``FAST_SEND``) and the frame
 reader (``FAST_READER``).  Everything else is websocket-client's own.
 """
 
@@ -10,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import struct
+import threading
 from typing import Any, List, Optional, Tuple
 
 import websocket
 
 from ..protocol.framing import ws_masked_text_frame
+from . import tls
 from .upstream import Override, enabled
 
 __all__ = ["WebSocket"]
@@ -33,9 +38,48 @@ _OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 
 
-class WebSocket(websocket.WebSocket):
-    """websocket-client's WebSocket with a short close handshake wait and,
-    on the fast path, a buffered frame reader (see the module docstring)."""
+class _SerialTLS(websocket.WebSocket):
+    """websocket-client's socket reads and writes, one thread at a time in a TLS
+    socket's state (:mod:`.tls`); a plain socket's are websocket-client's own."""
+
+    if enabled(Override.TLS_SERIAL):
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._tls_lock = threading.Lock()
+
+        def _recv(self, bufsize: int) -> bytes:
+            sock = self.sock
+            if not isinstance(sock, ssl.SSLSocket):
+                data: bytes = super()._recv(bufsize)  # type: ignore[no-untyped-call]
+                return data
+            try:
+                data = tls.recv(sock, self._tls_lock, bufsize)
+                if not data:
+                    raise websocket.WebSocketConnectionClosedException(
+                        "Connection to remote host was lost.")
+            except websocket.WebSocketConnectionClosedException:
+                # as websocket-client's _recv: the socket is done with
+                with contextlib.suppress(Exception):
+                    sock.close()
+                self.sock = None
+                self.connected = False
+                raise
+            return data
+
+        def _send(self, data: Any) -> int:
+            sock = self.sock
+            if not isinstance(sock, ssl.SSLSocket):
+                sent: int = super()._send(data)
+                return sent
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            return tls.send(sock, self._tls_lock, data)
+
+
+class WebSocket(_SerialTLS):
+    """websocket-client's WebSocket with a short close handshake wait, serialized
+    TLS and, on the fast path, a buffered frame reader (see the module docstring)."""
 
     _rbuf = b""
     _rpos = 0
@@ -201,7 +245,7 @@ class WebSocket(websocket.WebSocket):
             while shortage > 0:
                 # _recv raises WebSocketTimeoutException / ...ConnectionClosedException
                 # (and marks the socket closed) as websocket-client's own reader does.
-                data = self._recv(max(_READ_SIZE, shortage))  # type: ignore[no-untyped-call]
+                data = self._recv(max(_READ_SIZE, shortage))  # type: ignore[no-untyped-call,unused-ignore]
                 chunks.append(data)
                 shortage -= len(data)
             self._rbuf = b"".join(chunks)
