@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 from .deps import ThreadedWSGIServer, WSGIRequestHandler, socketio
+from .fastpath import FastServer
 from .generation import Generation, Manager
 from .packets import ServerPacket
 from .state import close_raw
@@ -141,7 +142,8 @@ class Server:
             if self.gen is not None:
                 return None
             gen = Generation()
-            sio = socketio.Server(
+            sio = FastServer(
+                fast_handler=lambda event, sid, args: handlers.on_event(gen, event, sid, args),
                 async_mode="threading",
                 cors_allowed_origins="*",
                 transports=["websocket"],

@@ -58,6 +58,9 @@ class Override(str, enum.Enum):
     FAST_SEND = "fast_send"
     #: Fast path: websocket frames parsed from a read buffer of our own.
     FAST_READER = "fast_reader"
+    #: Fast path: the emulator's server answers plain listens and sends without
+    #: upstream's Packet decode, dispatch and ack encoding (emulator/fastpath.py).
+    EMULATOR_FAST = "emulator_fast"
 
     def __str__(self) -> str:
         return self.value
@@ -65,7 +68,7 @@ class Override(str, enum.Enum):
 
 #: The overrides WATCHERS_FAST_PATH=0 turns off (the rest are about correctness).
 FAST_OVERRIDES: FrozenSet[Override] = frozenset(
-    {Override.FAST_RECEIVE, Override.FAST_SEND, Override.FAST_READER})
+    {Override.FAST_RECEIVE, Override.FAST_SEND, Override.FAST_READER, Override.EMULATOR_FAST})
 
 
 class Seam(NamedTuple):
@@ -81,7 +84,9 @@ class Seam(NamedTuple):
 _D, _W, _J = Override.INLINE_DISPATCH, Override.WS_CLOSE, Override.WIRE_JSON
 _T = Override.TLS_SERIAL
 _R, _S, _F = Override.FAST_RECEIVE, Override.FAST_SEND, Override.FAST_READER
+_E = Override.EMULATOR_FAST
 _EC, _SC, _WS = engineio.Client, socketio.Client, websocket.WebSocket
+_SS = socketio.Server
 # websocket-client's private URL module (None if it is gone: its seam is then missing).
 _URL: Any = getattr(websocket, "_url", None)
 
@@ -102,6 +107,14 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(_SC, "eio", True, (_D, _R, _S), "read: the Engine.IO client (also by client/link.py)"),
     Seam(_SC, "failed_namespaces", True, (), "read by client/link.py: the connect was refused"),
     Seam(socketio.packet.Packet, "json", False, (_J, _R, _S), "replaced on a subclass"),
+    # python-socketio's server (the emulator)
+    Seam(_SS, "_handle_eio_message", False, (_E,), "overridden: plain requests answered "
+         "directly, the rest passed on"),
+    Seam(_SS, "_binary_packet", True, (_E,), "read: a binary packet is being assembled"),
+    Seam(_SS, "async_handlers", True, (_E,), "read: handlers run in threads (fast path off)"),
+    Seam(_SS, "manager", True, (_E,), "read: sid_from_eio_sid, is_connected"),
+    Seam(_SS, "eio", True, (_E,), "read: send_packet queues the ack"),
+    Seam(_SS, "not_handled", True, (_E,), "read: the handler sent no ack"),
     # python-engineio
     Seam(_EC, "_trigger_event", False, (_D,), "relied on: calls start_background_task "
          "per packet, which we override"),
