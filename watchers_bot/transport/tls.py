@@ -16,11 +16,12 @@ the lock, in ``select``.  A call's timeout is the socket's own, as before.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import ssl
 import threading
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 import websocket
 
@@ -35,17 +36,13 @@ def recv(sock: ssl.SSLSocket, lock: threading.Lock, bufsize: int) -> bytes:
     while True:
         if want_write or not sock.pending():
             _wait(sock, deadline, write=want_write)
-        with lock:
-            timeout = sock.gettimeout()
-            sock.settimeout(0)
+        with _turn(sock, lock):
             try:
                 return sock.recv(bufsize)
             except ssl.SSLWantReadError:
                 want_write = False
             except ssl.SSLWantWriteError:
                 want_write = True
-            finally:
-                sock.settimeout(timeout)
 
 
 def send(sock: ssl.SSLSocket, lock: threading.Lock, data: bytes) -> int:
@@ -53,9 +50,7 @@ def send(sock: ssl.SSLSocket, lock: threading.Lock, data: bytes) -> int:
     for room to write."""
     deadline = _deadline(sock, lock)
     while True:
-        with lock:
-            timeout = sock.gettimeout()
-            sock.settimeout(0)
+        with _turn(sock, lock):
             try:
                 return sock.send(data)
             except ssl.SSLWantWriteError:
@@ -65,10 +60,20 @@ def send(sock: ssl.SSLSocket, lock: threading.Lock, data: bytes) -> int:
             except ssl.SSLEOFError:  # as websocket-client's own send reports it
                 raise websocket.WebSocketConnectionClosedException(
                     "socket is already closed.") from None
-            finally:
-                sock.settimeout(timeout)
         # OpenSSL wants the same write again once the socket is ready for it.
         _wait(sock, deadline, write=want_write)
+
+
+@contextlib.contextmanager
+def _turn(sock: ssl.SSLSocket, lock: threading.Lock) -> Iterator[None]:
+    """This thread's turn in the SSL state, the socket non-blocking meanwhile."""
+    with lock:
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            yield
+        finally:
+            sock.settimeout(timeout)
 
 
 def _deadline(sock: ssl.SSLSocket, lock: threading.Lock) -> Optional[float]:
