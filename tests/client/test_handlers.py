@@ -267,7 +267,6 @@ RUN_SCRIPT = textwrap.dedent("""
     from watchers_bot import Bot
     bot = Bot("test-token", "test-key", "bot-1", url=sys.argv[1])
     bot.listen("r")
-    print("ready", flush=True)
     bot.run(lambda msg: "re: " + msg.text, workers=4)
     left = [t.name for t in threading.enumerate() if t.name.startswith("watchers-bot-handler")]
     print("returned", left, flush=True)
@@ -282,7 +281,8 @@ def test_sigint_ends_run_cleanly_in_a_subprocess(emulator, tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), emulator.url], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        # not proc.stdout.readline(): it has no timeout
+        emulator.wait_for_listeners("r", timeout=20)
         emulator.post("r", "hi")
         emulator.wait_for_sent(1, timeout=10)
         proc.send_signal(signal.SIGINT)
