@@ -59,13 +59,20 @@ class _SerialTLS(websocket.WebSocket):
                     raise websocket.WebSocketConnectionClosedException(
                         "Connection to remote host was lost.")
             except websocket.WebSocketConnectionClosedException:
-                # as websocket-client's _recv: the socket is done with
-                with contextlib.suppress(Exception):
+                # as websocket-client's _recv: the socket is done with (under the
+                # lock: no write may be inside the SSL object as its descriptor
+                # closes and is reused by the next connection)
+                with self._tls_lock, contextlib.suppress(Exception):
                     sock.close()
                 self.sock = None
                 self.connected = False
                 raise
             return data
+
+        def shutdown(self) -> None:
+            # closes the socket: not while another thread is inside its SSL object
+            with self._tls_lock:
+                super().shutdown()  # type: ignore[no-untyped-call]
 
         def _send(self, data: Any) -> int:
             sock = self.sock
@@ -110,7 +117,7 @@ class WebSocket(_SerialTLS):
             wait = _CLOSE_WAIT if timeout is None else min(timeout, _CLOSE_WAIT)
             if self.readlock.acquire(timeout=wait):
                 try:
-                    self.shutdown()  # type: ignore[no-untyped-call]
+                    self.shutdown()  # type: ignore[no-untyped-call,unused-ignore]
                 finally:
                     self.readlock.release()
 
