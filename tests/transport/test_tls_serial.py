@@ -7,7 +7,7 @@ when it has a timeout) while another writes it reported a false EOF, or
 client does exactly that (a read thread, a write thread), and the Bot's link
 over ``wss://`` dropped about once in 300 connects, right after the Socket.IO
 CONNECT.  These tests hold the reads and writes of :mod:`watchers_bot.transport.tls`
-to the same rounds, and a Bot to many connects in a row.
+to the same rounds (the Bot's wss:// tests are in test_tls_proxy.py).
 """
 
 from __future__ import annotations
@@ -23,13 +23,9 @@ import pytest
 import websocket
 from helpers import tls_context
 
-from watchers_bot import Bot
-from watchers_bot.emulator import Emulator
 from watchers_bot.transport import tls
 from watchers_bot.transport.websocket import WebSocket
 
-TOKEN = "tls-serial-token-77c1"
-API_KEY = "tls-serial-key-5d0e"
 WAIT = 10.0
 
 
@@ -151,25 +147,3 @@ def test_a_write_to_a_closed_link_raises(ca: object) -> None:
         server.close()
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             tls.send(client, threading.Lock(), b"to nobody")
-
-
-@pytest.fixture
-def tls_emu(ca: object) -> Iterator[Emulator]:
-    server = Emulator(tokens=[TOKEN], api_keys=[API_KEY],
-                      ssl_context=tls_context(ca, "127.0.0.1"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_many_wss_connects_in_a_row_each_hold(tls_emu: Emulator) -> None:
-    """Each connect's first link holds (before the fix about one in 300 dropped at
-    once and the connect waited out its deadline)."""
-    url = tls_emu.url.replace("https://", "wss://", 1)
-    for i in range(100):
-        with Bot(TOKEN, API_KEY, "bot", url=url, verify_ssl=False, connect_timeout=WAIT,
-                 ack_timeout=WAIT) as bot:
-            bot.listen(f"room-{i}")
-            assert bot.stats.reconnects == 0
