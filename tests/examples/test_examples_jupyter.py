@@ -58,15 +58,20 @@ def client_for(nb):
 
 def text_of(cell):
     """Everything a cell showed: streams, results (text/plain), errors."""
-    parts = []
+    text = ""
     for out in cell.get("outputs", []):
         if out.output_type == "stream":
-            parts.append(out.text)
-        elif out.output_type in ("execute_result", "display_data"):
-            parts.append(out.data.get("text/plain", ""))
+            # as printed: the kernel may cut one print() into several stream outputs
+            text += out.text
+            continue
+        if out.output_type in ("execute_result", "display_data"):
+            shown = out.data.get("text/plain", "")
         elif out.output_type == "error":
-            parts.append(f"{out.ename}: {out.evalue}")
-    return "\n".join(parts)
+            shown = f"{out.ename}: {out.evalue}"
+        else:
+            continue
+        text += ("\n" if text and not text.endswith("\n") else "") + shown + "\n"
+    return text
 
 
 def run_code(client, code):
