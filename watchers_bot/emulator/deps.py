@@ -12,6 +12,7 @@ try:
     import simple_websocket  # noqa: F401  (engineio's threading driver needs it)
     import socketio
     from engineio import packet as eio_packet
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
     from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
@@ -20,4 +21,5 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"(missing: {exc.name or exc})"
     ) from exc
 
-__all__ = ["ThreadedWSGIServer", "WSGIRequestHandler", "eio_packet", "socketio"]
+__all__ = ["SimpleWebSocketWSGI", "ThreadedWSGIServer", "WSGIRequestHandler", "eio_packet",
+           "socketio"]

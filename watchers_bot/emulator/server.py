@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
 
-from .deps import ThreadedWSGIServer, WSGIRequestHandler, socketio
+from .deps import SimpleWebSocketWSGI, ThreadedWSGIServer, WSGIRequestHandler, socketio
 from .fastpath import FastServer
 from .generation import Generation, Manager
 from .packets import ServerPacket
@@ -64,6 +64,18 @@ class _QuietHandler(WSGIRequestHandler):
         # TCP link stays open until the client gives up (python-socketio's
         # disconnect() then blocks 3 s waiting for it).  Close it now.
         self.close_connection = True
+
+
+class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is untyped
+    """python-engineio's websocket wrapper, whose close() does not raise when the
+    peer is already gone: the socket's writer thread calls it outside any try, so a
+    client that vanished (a reset, a TLS EOF) ended that thread with a traceback."""
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            logger.debug("closing a websocket whose peer is gone", exc_info=True)
 
 
 class _HTTPServer(ThreadedWSGIServer):
@@ -163,6 +175,8 @@ class Server:
                 gen, sid, environ, auth))
             sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
             sio.on("*", lambda event, sid, *args: handlers.on_event(gen, event, sid, args))
+            # per server, not upstream's module-wide driver table
+            sio.eio._async = dict(sio.eio._async, websocket=_QuietWebSocket)
             gen.sio = sio
             app = _TrackingApp(wrap_app(socketio.WSGIApp(sio)), gen)
 

@@ -116,6 +116,8 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(_SS, "eio", True, (_E,), "read: send_packet queues the ack"),
     Seam(_SS, "not_handled", True, (_E,), "read: the handler sent no ack"),
     # python-engineio
+    Seam(engineio.Server, "_async", True, (), "replaced per emulator server "
+         "(emulator/server.py): its websocket wrapper, whose close() must not raise"),
     Seam(_EC, "_trigger_event", False, (_D,), "relied on: calls start_background_task "
          "per packet, which we override"),
     Seam(_EC, "_receive_packet", False, (_R,), "overridden: MESSAGE packets go straight on"),
