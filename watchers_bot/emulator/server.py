@@ -32,6 +32,8 @@ logger = logging.getLogger("watchers_bot.emulator")
 
 JOIN_TIMEOUT = 2.0
 _SERVE_POLL = 0.05  # how often the accept loop checks for stop()
+# How long a websocket's reader may take to finish the close handshake by itself.
+_READER_GRACE = 0.5
 
 
 class Handlers(Protocol):
@@ -66,10 +68,63 @@ class _QuietHandler(WSGIRequestHandler):
         self.close_connection = True
 
 
+class _LentSocket:
+    """A connection's socket as simple-websocket is given it: its reads and writes,
+    but not its close, which werkzeug makes once every thread has let go of it
+    (:meth:`_QuietWebSocket.__call__`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.recv = sock.recv
+        self.send = sock.send
+        self.fileno = sock.fileno
+
+    def close(self) -> None:
+        """Nothing: simple-websocket's reader calls it as it ends, while python-engineio's
+        writer may still be inside the socket (see :class:`_QuietWebSocket`)."""
+
+
 class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is untyped
     """python-engineio's websocket wrapper, whose close() does not raise when the
-    peer is already gone: the socket's writer thread calls it outside any try, so a
-    client that vanished (a reset, a TLS EOF) ended that thread with a traceback."""
+    peer is already gone, and whose socket is closed only once no thread uses it.
+
+    Three threads use a websocket's socket: simple-websocket's reader (which also
+    answers the client's close frame), python-engineio's writer and werkzeug's
+    request thread, which closes the socket when the session ends.  Upstream, the
+    reader and werkzeug each close it whatever the others are doing: a thread
+    still inside an SSL call then writes on a descriptor number that the next
+    connection's socket may already have, and its bytes land in that connection's
+    TLS handshake (the client fails it with UNEXPECTED_MESSAGE; about 1 wss://
+    connect in 800).  Here the reader's close does nothing, the writer is joined
+    by python-engineio, and the reader is joined (woken, if it must be, by an
+    OS-level shutdown, which leaves the descriptor allocated) before werkzeug
+    closes the socket.
+    """
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        sock = environ.get("werkzeug.socket")
+        if not isinstance(sock, socket.socket):
+            return super().__call__(environ, start_response)
+        # simple-websocket's own copy of the environ; the rest of the emulator
+        # (fault injection: close_raw) still sees the socket itself
+        lent = dict(environ)
+        lent["werkzeug.socket"] = _LentSocket(sock)
+        try:
+            return super().__call__(lent, start_response)
+        finally:
+            self._let_go(sock)
+
+    def _let_go(self, sock: socket.socket) -> None:
+        """Until simple-websocket's reader is done with ``sock`` (bounded)."""
+        reader = getattr(getattr(self, "ws", None), "thread", None)
+        if not isinstance(reader, threading.Thread) or reader is threading.current_thread():
+            return
+        reader.join(_READER_GRACE)  # ends by itself once the close handshake is over
+        if reader.is_alive():  # the peer did not close: wake its blocking read
+            close_raw(sock)
+            reader.join(JOIN_TIMEOUT)
+        if reader.is_alive():  # pragma: no cover - a read that a shutdown did not end
+            logger.warning("emulator: a websocket reader outlived its connection")
 
     def close(self) -> None:
         try:

@@ -117,7 +117,11 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(_SS, "not_handled", True, (_E,), "read: the handler sent no ack"),
     # python-engineio
     Seam(engineio.Server, "_async", True, (), "replaced per emulator server "
-         "(emulator/server.py): its websocket wrapper, whose close() must not raise"),
+         "(emulator/server.py): its websocket wrapper (SimpleWebSocketWSGI), whose close() "
+         "must not raise, and which closes a connection's socket only once simple-websocket's "
+         "reader let go of it: reads the wrapper's `ws` and its reader `ws.thread`, lends "
+         "simple-websocket environ['werkzeug.socket'] (checked by "
+         "tests/emulator/test_tls_close.py)"),
     Seam(_EC, "_trigger_event", False, (_D,), "relied on: calls start_background_task "
          "per packet, which we override"),
     Seam(_EC, "_receive_packet", False, (_R,), "overridden: MESSAGE packets go straight on"),
