@@ -17,7 +17,7 @@ import json
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, Set
+from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 from .._redact import mask_secrets
 from ..protocol.events import EVENT_LISTEN, EVENT_MESSAGE, EVENT_SEND
@@ -69,15 +69,35 @@ class Feed:
         emulator.observers.add(self.observe)
 
     def publish(self, kind: str, data: Dict[str, Any]) -> None:
+        """Add one event to the history and hand it to every open stream."""
+        self._publish([(kind, data)])
+
+    def add_room(self, room: str) -> None:
+        """Show ``room`` in the Rooms panel (a ``room`` event the first time)."""
+        self._publish([], room)
+
+    def _publish(self, events: List[Tuple[str, Dict[str, Any]]],
+                 room: Optional[str] = None) -> None:
+        """``events`` (after a ``room`` event if ``room`` is new), under one lock:
+        the emulator calls this on every request, from its request threads."""
         with self._lock:
-            event = {"seq": next(self._seq), "kind": kind, "at": time.time(), **data}
-            self._history.append(event)
-            subscribers = list(self._subscribers)
+            if room is not None and room not in self._rooms:
+                self._rooms[room] = None
+                events = [("room", {"room": room}), *events]
+            if not events:
+                return
+            now = time.time()
+            made = [{"seq": next(self._seq), "kind": kind, "at": now, **data}
+                    for kind, data in events]
+            self._history.extend(made)
+            subscribers = list(self._subscribers) if self._subscribers else ()
         for sub in subscribers:
-            try:
-                sub.queue.put_nowait(event)
-            except queue.Full:  # a slow page: end its stream, it catches up on reconnect
-                self._end(sub)
+            for event in made:
+                try:
+                    sub.queue.put_nowait(event)
+                except queue.Full:  # a slow page: end its stream, it catches up on reconnect
+                    self._end(sub)
+                    break
 
     @staticmethod
     def _end(sub: Subscriber) -> None:
@@ -89,58 +109,12 @@ class Feed:
                 with contextlib.suppress(queue.Empty):  # raced with the reader
                     sub.queue.get_nowait()
 
-    def add_room(self, room: str) -> None:
-        with self._lock:
-            new = room not in self._rooms
-            self._rooms[room] = None
-        if new:
-            self.publish("room", {"room": room})
-
     def observe(self, kind: str, data: Dict[str, Any]) -> None:
         """Called by the emulator, on its threads: never blocks."""
         if kind == "message":
-            payload = data["payload"]
-            room = payload.get("roomId")
-            if isinstance(room, str):
-                self.add_room(room)
-            body = payload.get("message") if isinstance(payload.get("message"), dict) else {}
-            self.publish("message", {
-                "room": room, "id": body.get("id"), "user": payload.get("userId"),
-                "text": body.get("text"), "by": "human" if data["sid"] is None else "bot",
-                "sid": data["sid"],
-            })
-            if data["sid"] is None:  # a push to the bots listening there
-                self.publish("packet", {
-                    "direction": "push", "event": EVENT_MESSAGE, "sid": None, "room": room,
-                    "payload": mask_secrets(payload), "acked": None, "ack": None,
-                    "ack_ms": None,
-                })
+            self._observe_message(data)
         elif kind == "request":
-            payload = data["payload"]
-            room = payload.get("roomId") if isinstance(payload, dict) else None
-            sid = data["sid"]
-            with self._lock:
-                bot = self._bots.get(sid)
-                changed = False
-                if bot is not None and isinstance(payload, dict):
-                    user = payload.get("userId")
-                    if isinstance(user, str) and user != bot["user"]:
-                        bot["user"] = user
-                        changed = True
-                    ack = data["ack"]
-                    if (data["event"] == EVENT_LISTEN and isinstance(room, str)
-                            and isinstance(ack, dict) and ack.get("status") == "ok"
-                            and room not in bot["rooms"]):
-                        bot["rooms"][room] = None
-                        changed = True
-                # only what changed is published: a bot listening to many rooms
-                # must not cost a copy of its room list per request
-                snapshot = bot_view(bot) if bot is not None and changed else None
-            if isinstance(room, str) and data["event"] in (EVENT_LISTEN, EVENT_SEND):
-                self.add_room(room)
-            self.publish("packet", {"direction": "request", "room": room, **data})
-            if snapshot is not None:
-                self.publish("bot", snapshot)
+            self._observe_request(data)
         elif kind in ("connect", "disconnect"):
             sid = data["sid"]
             with self._lock:
@@ -157,6 +131,51 @@ class Feed:
                 subscribers = list(self._subscribers)
             for sub in subscribers:  # the port goes away: end every stream now
                 self._end(sub)
+
+    def _observe_message(self, data: Dict[str, Any]) -> None:
+        payload = data["payload"]
+        room = payload.get("roomId")
+        body = payload.get("message") if isinstance(payload.get("message"), dict) else {}
+        events: List[Tuple[str, Dict[str, Any]]] = [("message", {
+            "room": room, "id": body.get("id"), "user": payload.get("userId"),
+            "text": body.get("text"), "by": "human" if data["sid"] is None else "bot",
+            "sid": data["sid"],
+        })]
+        if data["sid"] is None:  # a push to the bots listening there
+            events.append(("packet", {
+                "direction": "push", "event": EVENT_MESSAGE, "sid": None, "room": room,
+                "payload": mask_secrets(payload), "acked": None, "ack": None,
+                "ack_ms": None,
+            }))
+        self._publish(events, room if isinstance(room, str) else None)
+
+    def _observe_request(self, data: Dict[str, Any]) -> None:
+        payload = data["payload"]
+        room = payload.get("roomId") if isinstance(payload, dict) else None
+        sid = data["sid"]
+        with self._lock:
+            bot = self._bots.get(sid)
+            changed = False
+            if bot is not None and isinstance(payload, dict):
+                user = payload.get("userId")
+                if isinstance(user, str) and user != bot["user"]:
+                    bot["user"] = user
+                    changed = True
+                ack = data["ack"]
+                if (data["event"] == EVENT_LISTEN and isinstance(room, str)
+                        and isinstance(ack, dict) and ack.get("status") == "ok"
+                        and room not in bot["rooms"]):
+                    bot["rooms"][room] = None
+                    changed = True
+            # only what changed is published: a bot listening to many rooms
+            # must not cost a copy of its room list per request
+            snapshot = bot_view(bot) if bot is not None and changed else None
+        events: List[Tuple[str, Dict[str, Any]]] = [
+            ("packet", {"direction": "request", "room": room, **data})]
+        if snapshot is not None:
+            events.append(("bot", snapshot))
+        shown = isinstance(room, str) and data["event"] in (EVENT_LISTEN, EVENT_SEND)
+        self._publish(events, room if shown else None)
 
     def stream(self, after: int) -> Iterator[bytes]:
         sub = Subscriber()
