@@ -10,6 +10,8 @@ import pytest
 from watchers_bot.protocol.framing import (
     ENGINEIO_MESSAGE,
     MAX_FRAME_BYTES,
+    WS_CLOSE,
+    WS_PING,
     check_frame,
     decode_json,
     encode_json,
@@ -17,8 +19,11 @@ from watchers_bot.protocol.framing import (
     event_packet,
     frame_bytes,
     read_event_or_ack,
+    ws_frame,
+    ws_frame_at,
     ws_masked_text_frame,
     ws_text_frame,
+    ws_unmask,
 )
 
 PAYLOADS = [
@@ -142,3 +147,35 @@ def test_masked_frames_are_byte_for_byte_websocket_clients(size, key):
 def test_a_masked_frame_needs_a_four_byte_key():
     with pytest.raises(ValueError, match="key must be 4 bytes"):
         ws_masked_text_frame(b"x", b"abc")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70001])
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_frame_reader_finds_every_frame_and_says_when_more_is_needed(size, masked):
+    key = b"\x9a\x01\x7f\xe0"
+    data = bytes(i % 251 for i in range(size))
+    frame = ws_masked_text_frame(data, key) if masked else ws_text_frame(data)
+    stream = b"junk" + frame + ws_frame(WS_PING, b"p")
+    b1, start, end, is_masked = ws_frame_at(stream, 4)
+    assert (b1, is_masked) == (0x81, masked)
+    payload = stream[start:end]
+    assert (ws_unmask(payload, stream[start - 4:start]) if masked else payload) == data
+    assert ws_frame_at(stream, end)[:1] == (0x80 | WS_PING,)
+    # a frame cut short: its header, once whole, says how far the payload goes
+    for cut in range(len(frame)):
+        head = ws_frame_at(frame[:cut], 0)
+        if head is not None:
+            assert head[2] == len(frame) > cut
+    assert ws_frame_at(frame, 0)[2] == len(frame)
+
+
+def test_unmasking_is_masking_with_the_same_key():
+    for n in range(0, 9):
+        data = bytes(range(n))
+        assert ws_unmask(ws_unmask(data, b"abcd"), b"abcd") == data
+    assert ws_unmask(b"\x00\x00\x00\x00\x00", b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04\x01"
+
+
+def test_control_frames_are_final_and_unmasked():
+    frame = ws_frame(WS_CLOSE, struct.pack("!H", 1000))
+    assert frame == b"\x88\x02\x03\xe8"

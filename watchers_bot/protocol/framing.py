@@ -6,7 +6,8 @@ default namespace: ``42<ack id>["external/send",{...}]``.  An ack is a
 Socket.IO ACK (``3``): ``43<ack id>[<answer>...]``.  The emulator's packets
 and pre-framed broadcasts, the server's event payloads and the size check of
 requests, and the client's fast path (:mod:`watchers_bot.transport`), build or
-read frames with the functions and constants here.
+read frames with the functions and constants here, as do the websocket
+frame builders and the frame reader of both sides (client and emulator).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "SOCKETIO_ACK",
     "SOCKETIO_EVENT",
+    "WS_BINARY",
+    "WS_CLOSE",
+    "WS_CONTINUATION",
+    "WS_PING",
+    "WS_PONG",
+    "WS_TEXT",
     "check_frame",
     "decode_json",
     "encode_json",
@@ -30,8 +37,11 @@ __all__ = [
     "event_packet",
     "frame_bytes",
     "read_event_or_ack",
+    "ws_frame",
+    "ws_frame_at",
     "ws_masked_text_frame",
     "ws_text_frame",
+    "ws_unmask",
 ]
 
 #: Engine.IO packet type of a message (the first character of the frame).
@@ -137,18 +147,36 @@ def check_frame(event: str, payload: Any, *, name: str = "text") -> None:
         )
 
 
-def _ws_text_header(n: int, masked: int) -> bytes:
-    # FIN + text opcode, then the length in 7, 7+16 or 7+64 bits (RFC 6455, 5.2).
+#: Websocket opcodes (RFC 6455, 5.2).
+WS_CONTINUATION, WS_TEXT, WS_BINARY = 0x0, 0x1, 0x2
+WS_CLOSE, WS_PING, WS_PONG = 0x8, 0x9, 0xA
+
+
+def _ws_header(opcode: int, n: int, masked: int) -> bytes:
+    # FIN + opcode, then the length in 7, 7+16 or 7+64 bits (RFC 6455, 5.2).
+    b1 = 0x80 | opcode
     if n < 126:
-        return bytes((0x81, masked | n))
+        return bytes((b1, masked | n))
     if n < 65536:
-        return struct.pack("!BBH", 0x81, masked | 126, n)
-    return struct.pack("!BBQ", 0x81, masked | 127, n)
+        return struct.pack("!BBH", b1, masked | 126, n)
+    return struct.pack("!BBQ", b1, masked | 127, n)
+
+
+def ws_frame(opcode: int, data: bytes) -> bytes:
+    """One unmasked, final websocket frame (what a server sends)."""
+    return _ws_header(opcode, len(data), 0) + data
 
 
 def ws_text_frame(data: bytes) -> bytes:
     """One unmasked, final websocket text frame (what a server sends)."""
-    return _ws_text_header(len(data), 0) + data
+    return _ws_header(WS_TEXT, len(data), 0) + data
+
+
+def ws_unmask(data: bytes, key: bytes) -> bytes:
+    """``data`` XORed with the 4-byte mask ``key`` (masking and unmasking are one operation)."""
+    n = len(data)
+    mask = int.from_bytes(key * (n // 4) + key[: n % 4], "little")
+    return (int.from_bytes(data, "little") ^ mask).to_bytes(n, "little")
 
 
 def ws_masked_text_frame(data: bytes, key: bytes) -> bytes:
@@ -158,7 +186,34 @@ def ws_masked_text_frame(data: bytes, key: bytes) -> bytes:
     with that key, built without an ABNF object (most of a pipelined send's framing cost)."""
     if len(key) != 4:
         raise ValueError(f"key must be 4 bytes, got {len(key)}")
-    n = len(data)
-    mask = int.from_bytes(key * (n // 4) + key[: n % 4], "little")
-    masked = (int.from_bytes(data, "little") ^ mask).to_bytes(n, "little")
-    return _ws_text_header(n, 0x80) + key + masked
+    return _ws_header(WS_TEXT, len(data), 0x80) + key + ws_unmask(data, key)
+
+
+def ws_frame_at(buf: bytes, pos: int) -> Optional[Tuple[int, int, int, bool]]:
+    """The frame starting at ``buf[pos]``: ``(first byte, payload start, payload
+    end, masked)``, the 4-byte mask key (if masked) just before the payload.  A
+    payload end past ``len(buf)`` says how much is still to be read; None if
+    the header itself is not all there yet."""
+    avail = len(buf) - pos
+    if avail < 2:
+        return None
+    b2 = buf[pos + 1]
+    length = b2 & 0x7F
+    head = 2
+    if length == 126:
+        head = 4
+        if avail < 4:
+            return None
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
+    elif length == 127:
+        head = 10
+        if avail < 10:
+            return None
+        length = int.from_bytes(buf[pos + 2:pos + 10], "big")
+    masked = bool(b2 & 0x80)
+    if masked:
+        head += 4
+        if avail < head:
+            return None
+    start = pos + head
+    return buf[pos], start, start + length, masked

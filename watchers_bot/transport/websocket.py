@@ -19,7 +19,17 @@ from typing import Any, List, Optional, Tuple
 
 import websocket
 
-from ..protocol.framing import ws_masked_text_frame
+from ..protocol.framing import (
+    WS_BINARY,
+    WS_CLOSE,
+    WS_CONTINUATION,
+    WS_PING,
+    WS_PONG,
+    WS_TEXT,
+    ws_frame_at,
+    ws_masked_text_frame,
+    ws_unmask,
+)
 from . import tls
 from .upstream import Override, enabled
 
@@ -33,9 +43,6 @@ _CLOSE_WAIT = 0.1
 
 # How much the websocket reader asks the kernel for at a time.
 _READ_SIZE = 64 * 1024
-
-_OP_CONT, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
-_OP_CLOSE, _OP_PING, _OP_PONG = 0x8, 0x9, 0xA
 
 
 class _SerialTLS(websocket.WebSocket):
@@ -216,36 +223,19 @@ class WebSocket(_SerialTLS):
 
         def _read_message(self) -> Any:
             while True:
-                buf, pos = self._rbuf, self._rpos
-                avail = len(buf) - pos
-                need = 2
-                if avail >= 2:
-                    b1, b2 = buf[pos], buf[pos + 1]
-                    length = b2 & 0x7F
-                    head = 2
-                    if length == 126:
-                        head = 4
-                        if avail >= 4:
-                            length = (buf[pos + 2] << 8) | buf[pos + 3]
-                    elif length == 127:
-                        head = 10
-                        if avail >= 10:
-                            length = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                    masked = b2 & 0x80
-                    if masked:
-                        head += 4
-                    need = head + length
-                    if avail >= need:
-                        start = pos + head
-                        self._rpos = end = start + length
-                        payload = buf[start:end]
-                        if masked:  # servers must not mask, but a masked frame still reads
-                            payload = websocket.ABNF.mask(buf[start - 4:start], payload)
-                        message = self._frame(b1, payload)
-                        if message is not None:
-                            return message
-                        continue
-                self._fill(need - avail)
+                buf = self._rbuf
+                frame = ws_frame_at(buf, self._rpos)
+                if frame is not None and frame[2] <= len(buf):
+                    b1, start, end, masked = frame
+                    self._rpos = end
+                    payload = buf[start:end]
+                    if masked:  # servers must not mask, but a masked frame still reads
+                        payload = ws_unmask(payload, buf[start - 4:start])
+                    message = self._frame(b1, payload)
+                    if message is not None:
+                        return message
+                    continue
+                self._fill(1 if frame is None else frame[2] - len(buf))
 
         def _fill(self, shortage: int) -> None:
             chunks = [self._rbuf[self._rpos:]]
@@ -264,13 +254,13 @@ class WebSocket(_SerialTLS):
                 raise websocket.WebSocketProtocolException("rsv is not implemented, yet")
             opcode = b1 & 0x0F
             fin = b1 & 0x80
-            if opcode in (_OP_TEXT, _OP_BINARY):
+            if opcode in (WS_TEXT, WS_BINARY):
                 if self._fragments is not None:
                     raise websocket.WebSocketProtocolException("Illegal frame")
                 if not fin:
                     self._fragments = (opcode, [payload])
                     return None
-            elif opcode == _OP_CONT:
+            elif opcode == WS_CONTINUATION:
                 if self._fragments is None:
                     raise websocket.WebSocketProtocolException("Illegal frame")
                 self._fragments[1].append(payload)
@@ -279,21 +269,21 @@ class WebSocket(_SerialTLS):
                 opcode, parts = self._fragments
                 self._fragments = None
                 payload = b"".join(parts)
-            elif opcode == _OP_PING:
+            elif opcode == WS_PING:
                 if len(payload) >= 126:
                     raise websocket.WebSocketProtocolException("Ping message is too long")
                 self.pong(payload)
                 return None
-            elif opcode == _OP_PONG:
+            elif opcode == WS_PONG:
                 return None
-            elif opcode == _OP_CLOSE:
+            elif opcode == WS_CLOSE:
                 # As websocket-client does: answer the close, report "" (engineio
                 # then sees a closed websocket).
                 self.send_close()
                 return ""
             else:
                 raise websocket.WebSocketProtocolException(f"Invalid opcode {opcode!r}")
-            if opcode == _OP_TEXT:
+            if opcode == WS_TEXT:
                 try:
                     return payload.decode("utf-8")
                 except UnicodeDecodeError:  # as websocket-client's own reader raises
