@@ -9,11 +9,11 @@ their own.
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any, Callable, Optional
 
-from ..protocol.framing import decode_json
+from ..protocol.framing import decode_json, ws_text_frame
 from .deps import eio_packet, socketio
+from .websocket import Frames
 
 __all__ = ["FrameBatch", "PacketJson", "RecordedPacket", "ServerPacket", "Stall",
            "message_packet"]
@@ -37,31 +37,28 @@ class FrameBatch(eio_packet.Packet):  # type: ignore[misc]  # upstream is untype
     """Many ``message`` events in one Engine.IO queue entry.
 
     The socket's writer thread calls ``encode()`` when this entry's turn
-    comes: it writes the pre-built websocket frames of all but the last
-    message straight to the TCP socket, and returns the last message, which
-    the writer sends as usual.  Every write to the socket therefore stays on
-    the writer thread and in queue order.
+    comes: it returns the pre-built websocket frames of all the messages as
+    :class:`~.websocket.Frames`, which the emulator's websockets write as they
+    are, on the writer thread and in queue order with every other packet.
     """
 
-    def __init__(self, raw_sock: socket.socket, frames: bytes, last: str,
+    def __init__(self, frames: bytes, last: str,
                  on_write: Optional[Callable[[], None]] = None) -> None:
         super().__init__(eio_packet.MESSAGE, data=last)
-        self._raw_sock = raw_sock
-        self._frames: Optional[bytes] = frames
+        self._frames = frames
         self._on_write = on_write
 
     def encode(self, b64: bool = False) -> Any:
-        frames, self._frames = self._frames, None
         on_write, self._on_write = self._on_write, None
         if on_write is not None:
             on_write()
-        if frames:
-            self._raw_sock.sendall(frames)  # an OSError ends the writer, as ws.send would
-        return super().encode(b64)
+        return Frames(self._frames + ws_text_frame(super().encode(b64).encode("utf-8")))
 
 
 class Stall(eio_packet.Packet):  # type: ignore[misc]  # upstream is untyped
     """A queue entry that holds the socket's writer until released (see ``freeze``)."""
+
+    holds_writer = True  # the emulator's websocket writes what came before it first
 
     def __init__(self, release: Callable[[], bool]) -> None:
         super().__init__(eio_packet.NOOP)

@@ -65,14 +65,14 @@ class Posting:
             gw.ids = itertools.count(first + len(texts))
             with state.lock:
                 targets = [
-                    (c.eio_sid, c.raw_sock, sid)
+                    (c.eio_sid, sid)
                     for sid in state.rooms.get(room_id, ())
                     if (c := state.clients.get(sid)) is not None
                 ]
             if not targets:
                 return len(texts)
             packets = [encode(first + i, text) for i, text in enumerate(texts)]
-            if self.preframed and all(raw is not None for _, raw, _ in targets):
+            if self.preframed:
                 chunks = []
                 for start in range(0, len(packets), _BATCH):
                     chunk = packets[start:start + _BATCH]
@@ -80,17 +80,16 @@ class Posting:
                         ws_text_frame(engineio_message(p).encode("utf-8")) for p in chunk[:-1]
                     )
                     chunks.append((frames, chunk[-1]))
-                for eio_sid, raw, sid in targets:
-                    assert raw is not None  # checked above
+                for eio_sid, sid in targets:
                     for n, (frames, last) in enumerate(chunks):
                         on_write = None
                         if records.record_writes:
                             ids = range(first + n * _BATCH,
                                         first + min((n + 1) * _BATCH, len(texts)))
                             on_write = functools.partial(records.add_writes, sid, room_id, ids)
-                        gen.send_packet(eio_sid, FrameBatch(raw, frames, last, on_write))
+                        gen.send_packet(eio_sid, FrameBatch(frames, last, on_write))
             else:
-                for eio_sid, _, sid in targets:
+                for eio_sid, sid in targets:
                     for i, p in enumerate(packets):
                         on_one = (functools.partial(records.add_write, sid, room_id, first + i)
                                   if records.record_writes else None)

@@ -20,11 +20,13 @@ import threading
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
 
+from . import fastpath
 from .deps import SimpleWebSocketWSGI, ThreadedWSGIServer, WSGIRequestHandler, socketio
 from .fastpath import FastServer
 from .generation import Generation, Manager
 from .packets import ServerPacket
 from .state import close_raw
+from .websocket import CLOSE_GRACE, Frames, WebSocket
 
 __all__ = ["JOIN_TIMEOUT", "Handlers", "Server"]
 
@@ -32,8 +34,6 @@ logger = logging.getLogger("watchers_bot.emulator")
 
 JOIN_TIMEOUT = 2.0
 _SERVE_POLL = 0.05  # how often the accept loop checks for stop()
-# How long a websocket's reader may take to finish the close handshake by itself.
-_READER_GRACE = 0.5
 
 
 class Handlers(Protocol):
@@ -109,6 +109,7 @@ class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is
         # (fault injection: close_raw) still sees the socket itself
         lent = dict(environ)
         lent["werkzeug.socket"] = _LentSocket(sock)
+        self._sock = sock
         try:
             return super().__call__(lent, start_response)
         finally:
@@ -119,18 +120,46 @@ class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is
         reader = getattr(getattr(self, "ws", None), "thread", None)
         if not isinstance(reader, threading.Thread) or reader is threading.current_thread():
             return
-        reader.join(_READER_GRACE)  # ends by itself once the close handshake is over
+        reader.join(CLOSE_GRACE)  # ends by itself once the close handshake is over
         if reader.is_alive():  # the peer did not close: wake its blocking read
             close_raw(sock)
             reader.join(JOIN_TIMEOUT)
         if reader.is_alive():  # pragma: no cover - a read that a shutdown did not end
             logger.warning("emulator: a websocket reader outlived its connection")
 
+    def send(self, message: Any) -> None:
+        """As upstream's, but pre-built frames (:class:`.websocket.Frames`) are written
+        as they are (on the writer's thread, the only one that writes frames here)."""
+        if type(message) is not Frames:
+            super().send(message)
+            return
+        sock = getattr(self, "_sock", None)
+        if sock is None:  # pragma: no cover - only werkzeug's sockets are served
+            raise OSError("no socket to write pre-built frames on")
+        sock.sendall(message)  # an OSError ends the writer, as upstream's send would
+
     def close(self) -> None:
         try:
             super().close()
         except OSError:
             logger.debug("closing a websocket whose peer is gone", exc_info=True)
+
+
+class _WebSockets:
+    """python-engineio's ``_async['websocket']`` of one emulator server: the emulator's
+    own :class:`.websocket.WebSocket` for a plain connection while the fast path is on,
+    upstream's wrapper (:class:`_QuietWebSocket`) for TLS and with the fast path off."""
+
+    def __init__(self, handler: Callable[[Any], Any], server: Any, **kwargs: Any) -> None:
+        self._args = (handler, server)
+        self._kwargs = kwargs
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        sock = environ.get("werkzeug.socket")
+        plain = isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)
+        if plain and fastpath.enabled():
+            return WebSocket(*self._args)(environ, start_response)
+        return _QuietWebSocket(*self._args, **self._kwargs)(environ, start_response)
 
 
 class _HTTPServer(ThreadedWSGIServer):
@@ -231,7 +260,7 @@ class Server:
             sio.on("disconnect", lambda sid, reason=None: None)  # keep it out of the catch-all
             sio.on("*", lambda event, sid, *args: handlers.on_event(gen, event, sid, args))
             # per server, not upstream's module-wide driver table
-            sio.eio._async = dict(sio.eio._async, websocket=_QuietWebSocket)
+            sio.eio._async = dict(sio.eio._async, websocket=_WebSockets)
             gen.sio = sio
             app = _TrackingApp(wrap_app(socketio.WSGIApp(sio)), gen)
 

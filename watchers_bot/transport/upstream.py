@@ -117,11 +117,18 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(_SS, "not_handled", True, (_E,), "read: the handler sent no ack"),
     # python-engineio
     Seam(engineio.Server, "_async", True, (), "replaced per emulator server "
-         "(emulator/server.py): its websocket wrapper (SimpleWebSocketWSGI), whose close() "
-         "must not raise, and which closes a connection's socket only once simple-websocket's "
-         "reader let go of it: reads the wrapper's `ws` and its reader `ws.thread`, lends "
-         "simple-websocket environ['werkzeug.socket'] (checked by "
+         "(emulator/server.py): its websocket wrapper, the emulator's own for a plain "
+         "connection with the fast path on, else upstream's SimpleWebSocketWSGI, whose "
+         "close() must not raise, and which closes a connection's socket only once "
+         "simple-websocket's reader let go of it: reads the wrapper's `ws` and its reader "
+         "`ws.thread`, lends simple-websocket environ['werkzeug.socket'] (checked by "
          "tests/emulator/test_tls_close.py)"),
+    Seam(engineio.socket.Socket, "_websocket_handler", False, (_E,), "relied on "
+         "(emulator/websocket.py): the wrapper's handler is this bound method, so its "
+         "__self__ is the engine socket; its writer calls poll(), then send() per packet"),
+    Seam(engineio.socket.Socket, "poll", False, (_E,), "wrapped per connection by the "
+         "emulator's websocket (an instance attribute): counts the writer's batch, which "
+         "is then written in one system call"),
     Seam(_EC, "_trigger_event", False, (_D,), "relied on: calls start_background_task "
          "per packet, which we override"),
     Seam(_EC, "_receive_packet", False, (_R,), "overridden: MESSAGE packets go straight on"),
