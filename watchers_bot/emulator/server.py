@@ -109,7 +109,8 @@ class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is
         # (fault injection: close_raw) still sees the socket itself
         lent = dict(environ)
         lent["werkzeug.socket"] = _LentSocket(sock)
-        self._sock = sock
+        # not `_sock` or `socket`: python-engineio would set a timeout on those
+        self._frames_to = sock
         try:
             return super().__call__(lent, start_response)
         finally:
@@ -133,7 +134,7 @@ class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is
         if type(message) is not Frames:
             super().send(message)
             return
-        sock = getattr(self, "_sock", None)
+        sock = getattr(self, "_frames_to", None)
         if sock is None:  # pragma: no cover - only werkzeug's sockets are served
             raise OSError("no socket to write pre-built frames on")
         sock.sendall(message)  # an OSError ends the writer, as upstream's send would

@@ -125,10 +125,18 @@ SEAMS: Tuple[Seam, ...] = (
          "tests/emulator/test_tls_close.py)"),
     Seam(engineio.socket.Socket, "_websocket_handler", False, (_E,), "relied on "
          "(emulator/websocket.py): the wrapper's handler is this bound method, so its "
-         "__self__ is the engine socket; its writer calls poll(), then send() per packet"),
+         "__self__ is the engine socket; its writer calls poll(), then send() per packet; "
+         "it sets a timeout on a wrapper attribute named `_sock` or `socket` (a TLS socket "
+         "with a timeout, read and written by two threads, failed connects): neither of "
+         "ours has one"),
     Seam(engineio.socket.Socket, "poll", False, (_E,), "wrapped per connection by the "
          "emulator's websocket (an instance attribute): counts the writer's batch, which "
          "is then written in one system call"),
+    Seam(engineio.socket.Socket, "send", False, (_E,), "wrapped per connection by the "
+         "emulator's websocket (an instance attribute): a packet of the request's own "
+         "thread is written without the queue while nothing is queued; calls "
+         "check_ping_timeout() first, as upstream's send() does"),
+    Seam(engineio.socket.Socket, "check_ping_timeout", False, (_E,), "called by that send"),
     Seam(_EC, "_trigger_event", False, (_D,), "relied on: calls start_background_task "
          "per packet, which we override"),
     Seam(_EC, "_receive_packet", False, (_R,), "overridden: MESSAGE packets go straight on"),
