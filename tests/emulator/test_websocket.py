@@ -209,6 +209,38 @@ def test_pipelined_requests_in_one_write_are_each_acked_in_order(
     assert all(emu.listeners(f"room-{i}") == {sid} for i in range(n))
 
 
+def send_request(ack_id: int, room: str, text: str) -> str:
+    return f"42{ack_id}" + json.dumps(["external/send", {
+        "roomId": room, "apiKey": KEY, "text": text, "userId": "bot"}])
+
+
+def test_a_send_to_ones_own_room_is_broadcast_before_it_is_acked(client: RawClient) -> None:
+    client.join()
+    client.send_text(listen_request(1, "room-own"))
+    assert client.text().startswith("431[")
+    client.send(b"".join(client_frame(WS_TEXT, send_request(i, "room-own", f"t{i}").encode())
+                         for i in range(2, 52)))
+    got = [client.text() for _ in range(100)]
+    # the order the server made them in: each message event, then its ack
+    for i, (event, ack) in enumerate(zip(got[::2], got[1::2]), start=2):
+        assert event.startswith('42["message",'), event
+        assert f'"text":"t{i}"' in event, event
+        assert ack.startswith(f"43{i}["), ack
+
+
+def test_a_frozen_socket_gets_no_answer_until_thawed(client: RawClient, emu: Emulator) -> None:
+    client.join()
+    assert emu.freeze() == 1
+    client.send_text(listen_request(5, "room-frozen"))
+    client.sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        client.frame()  # requests are read, and answered, but nothing is written
+    client.sock.settimeout(WAIT)
+    emu.thaw()
+    assert client.text() == "6"  # the freeze's own place in the queue, an Engine.IO noop
+    assert client.text() == '435[{"status":"ok","roomId":"room-frozen"}]'
+
+
 @pytest.mark.parametrize(("frame", "code"), [
     (client_frame(WS_TEXT, b'42["x"]', masked=False), 1002),  # clients must mask
     (client_frame(WS_TEXT, b'42["x"]', rsv=0x40), 1002),  # no extension was agreed

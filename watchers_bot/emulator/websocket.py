@@ -3,27 +3,32 @@
 python-engineio's threading driver wraps simple-websocket, which reads each
 socket on a thread of its own and hands every message to the request's thread
 through a list and an Event, parses frames with wsproto, and has the engine's
-writer thread frame and write one packet at a time.  Per request that was
-about half the emulator's CPU, which made it, not the client, the limit of a
-pipelining test.  This wrapper has the same interface (``__call__``, ``wait``,
-``send``, ``close``) and:
+writer thread frame and write one packet at a time, each a thread hand-off
+away.  That was about half the emulator's CPU per request, and the hand-offs
+made a pipelining client wait: the emulator, not the client, was the limit.
+This wrapper has the same interface (``__call__``, ``wait``, ``send``,
+``close``) and:
 
 - reads on the request's own thread (the one that waits for the next message),
   64 KiB at a time, with the frame reader of
   :mod:`watchers_bot.protocol.framing` (the one the client uses);
+- writes what the request's thread answers itself (acks, the answer to a
+  connect) without the engine's queue and writer thread while nothing waits
+  in that queue, a burst at a time (the engine socket's ``send`` is wrapped);
 - writes every packet of the batch the engine's writer took from its queue in
   one system call (the writer's ``poll()`` is counted); pre-framed messages
   (:class:`Frames`, from ``post_many``) go the same way, in queue order;
-- makes every write under one lock, so a pong or a close reply from the
-  reading thread never lands inside the writer's frames;
+- makes every write under one lock, in the order the packets were made;
 - refuses a message over the server's ``max_http_buffer_size`` while it is
   being assembled (close 1009), a client frame that is not masked or sets
   reserved bits (1002) and text that is not UTF-8 (1007), as npm's ``ws`` does;
 - negotiates no extension (npm's socket.io server has permessage-deflate off).
 
-Two threads use the socket, the request's (reads, control replies) and the
-engine's writer; werkzeug closes it after the request ends, which is after
-the engine joined its writer, so no thread is inside the socket then.  TLS
+Two threads use the socket: the request's (reads, its own answers, control
+replies) and the engine's writer (everything queued: pings, broadcasts from
+other sockets, posts, a freeze, which holds the request's answers too).
+werkzeug closes it after the request ends, which is after the engine joined
+its writer, so no thread is inside the socket then.  TLS
 connections keep upstream's wrapper (see ``server.py``).  A peer that is gone
 ends ``wait()`` with None and makes ``send()`` raise ``OSError``, as upstream's
 wrapper does; ``close()`` never raises (the writer calls it outside any try).
@@ -58,6 +63,10 @@ __all__ = ["CLOSE_GRACE", "Frames", "WebSocket"]
 logger = logging.getLogger("watchers_bot.emulator")
 
 READ_SIZE = 65536
+# Answers framed on the request's thread are written when it is about to block
+# for more input, or every this many: the write call is a small share of a
+# burst, and the client has its first answers while the rest is handled.
+DIRECT_BATCH = 32
 #: How long a client has to answer the server's close frame before its link is cut.
 CLOSE_GRACE = 0.5
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, 1.3
@@ -81,6 +90,7 @@ class WebSocket:
         self._reader: Optional[int] = None  # the request's thread ident
         self._writer: Optional[int] = None  # the engine writer's thread ident
         self._batch = 0  # packets of the writer's batch not yet sent
+        self._queued = 0  # packets put in the engine's queue, not yet sent by its writer
         self._out: List[bytes] = []  # frames made, not yet written
         self._read_done = threading.Event()  # wait() has seen the end
         self._buf = b""
@@ -104,9 +114,9 @@ class WebSocket:
         self._conn = sock
         self._reader = threading.get_ident()
         engine: Any = getattr(self.app, "__self__", None)  # the engine socket
-        poll = getattr(engine, "poll", None)
-        if callable(poll):
-            engine.poll = self._counted(poll)
+        if callable(getattr(engine, "poll", None)) and callable(getattr(engine, "send", None)):
+            engine.poll = self._counted(engine.poll)
+            engine.send = self._direct(engine, engine.send)
         accept = base64.b64encode(hashlib.sha1(key.encode("latin-1") + _GUID).digest())
         self.connected = True
         with self._lock:
@@ -131,6 +141,10 @@ class WebSocket:
             buf = self._buf
             frame = ws_frame_at(buf, self._pos)
             if frame is None or frame[2] > len(buf):
+                if self._out:  # answers made on this thread: out before it blocks
+                    with self._lock:
+                        if self.connected:
+                            self._flush()
                 if not self._fill():
                     self.connected = False
                     continue
@@ -218,19 +232,37 @@ class WebSocket:
             return packets
         return counted
 
+    def _direct(self, engine: Any, send: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The engine socket's ``send(packet)``: a packet made on the request's own
+        thread (an ack, an answer to a connect) while nothing waits in the engine's
+        queue is framed at once and written before that thread next blocks to read,
+        so a burst of requests is answered in one write and no thread hand-off; any
+        other goes through upstream's queue and writer, counted until written."""
+        def direct(pkt: Any) -> None:
+            if threading.get_ident() == self._reader and not getattr(pkt, "holds_writer", False):
+                with self._lock:
+                    if not self._queued and self.connected:
+                        if engine.check_ping_timeout():  # as upstream's send() does
+                            self._out.append(_framed(pkt.encode()))
+                            if len(self._out) >= DIRECT_BATCH:
+                                self._flush()
+                        return
+                    self._queued += 1
+            else:
+                with self._lock:
+                    self._queued += 1
+            send(pkt)
+        return direct
+
     def send(self, message: Union[str, bytes]) -> None:
         """Frame ``message``; the writer's frames go out with the last packet of its batch."""
-        if type(message) is Frames:
-            frame: bytes = message
-        elif isinstance(message, bytes):
-            frame = ws_frame(WS_BINARY, message)
-        else:
-            frame = ws_text_frame(str(message).encode("utf-8"))
+        frame = _framed(message)
         with self._lock:
             if not self.connected:
                 raise OSError("the websocket is closed")
             self._out.append(frame)
             if threading.get_ident() == self._writer:
+                self._queued = max(0, self._queued - 1)
                 self._batch -= 1
                 if self._batch > 0:
                     return  # the writer comes back with the next packet of its batch
@@ -266,3 +298,12 @@ class WebSocket:
             self.connected = False
             return False
         return True
+
+
+def _framed(message: Union[str, bytes]) -> bytes:
+    """``message`` as one websocket frame (:class:`Frames` are frames already)."""
+    if type(message) is Frames:
+        return message
+    if isinstance(message, bytes):
+        return ws_frame(WS_BINARY, message)
+    return ws_text_frame(str(message).encode("utf-8"))
