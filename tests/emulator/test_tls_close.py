@@ -67,8 +67,8 @@ def _lowest_free_descriptor(number: int) -> Iterator[None]:
 
 @pytest.fixture
 def held_close_reply(monkeypatch: pytest.MonkeyPatch) -> Dict[str, Any]:
-    """The emulator's answer to a client's close frame, written the way a thread
-    preempted inside ``SSLSocket.send`` writes it: with the SSL object it took
+    """The emulator's close frame (its answer to the client's, or its own),
+    written the way a thread preempted inside ``SSLSocket.send`` writes it: with the SSL object it took
     before the socket could be closed, as late as the socket's descriptor number
     allows (closed, and reused by a new socket), or after ``HOLD`` seconds."""
     real_send = ssl.SSLSocket.send
@@ -76,7 +76,10 @@ def held_close_reply(monkeypatch: pytest.MonkeyPatch) -> Dict[str, Any]:
                              "done": threading.Event(), "reused": False}
 
     def send(self: ssl.SSLSocket, data: Any, flags: int = 0) -> int:
-        if ("simple_websocket" not in threading.current_thread().name
+        # the session's close frame (0x88), whichever emulator thread writes it:
+        # simple-websocket's reader answering the client's, or python-engineio's
+        # writer sending its own when the server side ended the session first
+        if (not self.server_side or bytes(data[:1]) != b"\x88"
                 or state["held"].is_set() or self._sslobj is None):  # type: ignore[attr-defined]
             return real_send(self, data, flags)
         state["held"].set()
