@@ -32,10 +32,9 @@ def recv(sock: ssl.SSLSocket, lock: threading.Lock, bufsize: int) -> bytes:
     """What one ``sock.recv(bufsize)`` returns (``b""`` at the end of the stream),
     waiting at most the socket's timeout for it."""
     deadline = _deadline(sock, lock)
-    want_write = False
     while True:
-        if want_write or not sock.pending():
-            _wait(sock, deadline, write=want_write)
+        # the read is tried first: what OpenSSL holds already decrypted, select()
+        # would not see (and SSL_pending() too is a call into the shared state)
         with _turn(sock, lock):
             try:
                 return sock.recv(bufsize)
@@ -43,6 +42,7 @@ def recv(sock: ssl.SSLSocket, lock: threading.Lock, bufsize: int) -> bytes:
                 want_write = False
             except ssl.SSLWantWriteError:
                 want_write = True
+        _wait(sock, deadline, write=want_write)
 
 
 def send(sock: ssl.SSLSocket, lock: threading.Lock, data: bytes) -> int:
