@@ -10,6 +10,7 @@ reader (``FAST_READER``).  Everything else is websocket-client's own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import ssl
@@ -34,6 +35,8 @@ from . import tls
 from .upstream import Override, enabled
 
 __all__ = ["WebSocket"]
+
+log = logging.getLogger("watchers_bot")
 
 # How long close() waits for the server's close frame.  The Engine.IO read
 # thread reads the same socket and usually takes that frame first, so
@@ -69,8 +72,11 @@ class _SerialTLS(websocket.WebSocket):
                 # as websocket-client's _recv: the socket is done with (under the
                 # lock: no write may be inside the SSL object as its descriptor
                 # closes and is reused by the next connection)
-                with self._tls_lock, contextlib.suppress(Exception):
-                    sock.close()
+                with self._tls_lock:
+                    try:
+                        sock.close()
+                    except OSError:  # the link is gone already; the error is raised below
+                        log.debug("closing a lost TLS socket failed", exc_info=True)
                 self.sock = None
                 self.connected = False
                 raise
