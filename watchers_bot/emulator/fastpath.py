@@ -63,10 +63,11 @@ class FastServer(socketio.Server):  # type: ignore[misc]  # upstream is untyped
         self.fast_handler = fast_handler if enabled() else None
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        if self.fast_handler is None or not self._fast(eio_sid, data):
+        handler = self.fast_handler
+        if handler is None or not self._fast(handler, eio_sid, data):
             super()._handle_eio_message(eio_sid, data)
 
-    def _fast(self, eio_sid: str, data: Any) -> bool:
+    def _fast(self, handler: EventHandler, eio_sid: str, data: Any) -> bool:
         """Handle ``data`` if it is a plain request; False to leave it to upstream."""
         if type(data) is not str or self.async_handlers or eio_sid in self._binary_packet:
             return False
@@ -83,8 +84,7 @@ class FastServer(socketio.Server):  # type: ignore[misc]  # upstream is untyped
         sid = manager.sid_from_eio_sid(eio_sid, _NAMESPACE)
         if sid is None or not manager.is_connected(sid, _NAMESPACE):
             return False  # upstream logs and drops it
-        assert self.fast_handler is not None
-        answer = self.fast_handler(args[0], sid, tuple(args[1:]))
+        answer = handler(args[0], sid, tuple(args[1:]))
         if answer is not self.not_handled:
             self.eio.send_packet(eio_sid, eio_packet.Packet(
                 eio_packet.MESSAGE, ack_text(int(head[1]), answer)))
