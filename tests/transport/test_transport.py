@@ -28,6 +28,23 @@ def test_seam_is_present_in_installed_versions():
     assert type(client.eio).__name__ == "InlineEngineIOClient"
 
 
+def test_every_instance_seam_is_on_a_real_instance(emulator):
+    """The table's instance attributes, looked up on a connected client's objects
+    and on a python-socketio server as the emulator makes one."""
+    client = SocketIOClient(handle_sigint=False, reconnection=False)
+    client.connect(emulator.url, auth={"bearer": "test-token"}, transports=["websocket"],
+                   wait_timeout=5)
+    try:
+        server = socketio.Server(async_mode="threading")
+        instances = (client, client.eio, client.eio.ws, server, server.eio)
+        assert upstream.missing(instances=instances) == []
+        unchecked = [(seam.owner, seam.name) for seam in upstream.SEAMS if seam.instance
+                     and not any(isinstance(obj, seam.owner) for obj in instances)]
+        assert unchecked == []
+    finally:
+        client.disconnect()
+
+
 def test_packets_are_dispatched_on_the_read_thread_in_order(emulator):
     """Events and acks run on the Engine.IO read thread, not a thread per packet."""
     client = SocketIOClient(handle_sigint=False, reconnection=False)

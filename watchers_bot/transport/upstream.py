@@ -115,6 +115,15 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(_SS, "manager", True, (_E,), "read: sid_from_eio_sid, is_connected"),
     Seam(_SS, "eio", True, (_E,), "read: send_packet queues the ack"),
     Seam(_SS, "not_handled", True, (_E,), "read: the handler sent no ack"),
+    Seam(_SS, "packet_class", True, (), "called by emulator/generation.py: encodes a "
+         "broadcast once for all its targets"),
+    Seam(socketio.base_manager.BaseManager, "eio_sid_from_sid", False, (), "called by "
+         "emulator/generation.py: the Engine.IO session of a Socket.IO sid"),
+    Seam(engineio.Server, "sockets", True, (), "read by emulator/server.py: the engine "
+         "sockets to close at shutdown"),
+    Seam(engineio.Server, "ping_interval", True, (), "set on a running server by "
+         "Emulator.set_ping (emulator/server.py)"),
+    Seam(engineio.Server, "ping_timeout", True, (), "set with ping_interval"),
     # python-engineio
     Seam(engineio.Server, "_async", True, (), "replaced per emulator server "
          "(emulator/server.py): its websocket wrapper, the emulator's own for a plain "
