@@ -19,9 +19,9 @@ import pytest
 
 from tests.helpers import KEY, TOKEN, wait_until
 from watchers_bot import ServerError
+from watchers_bot.control_api import ControlError, call
 from watchers_bot.emulator import Transcript, replay
 from watchers_bot.emulator.control import control_for
-from watchers_bot.emulator.remote import ControlError, call
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/_emulator/api/"
@@ -348,6 +348,26 @@ def test_watchers_bot_post_posts_as_a_human(emu, echo_bot):
     assert "1 bot socket(s) listening" in result.stderr
     [answer] = emu.wait_for_sent(1)
     assert answer.text == "echo: hello from the shell"
+
+
+def test_watchers_bot_post_loads_neither_the_client_nor_the_emulator(emu, echo_bot):
+    # it only talks HTTP to a running emulator: no python-socketio, no werkzeug to load
+    code = (
+        "import sys\n"
+        "from watchers_bot.cli import main\n"
+        f"code = main(['post', 'room-1', 'light', '--url', {emu.url!r}])\n"
+        "heavy = {'socketio', 'engineio', 'websocket', 'werkzeug', 'watchers_bot.emulator',\n"
+        "         'watchers_bot.client'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "sys.exit(code)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost",
+               no_proxy="127.0.0.1,localhost")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    [answer] = emu.wait_for_sent(1)
+    assert answer.text == "echo: light"
 
 
 def test_watchers_bot_post_without_an_emulator_is_one_line():

@@ -32,7 +32,7 @@ clients, rooms), :mod:`.records` (what was seen, and the waits),
 simple-websocket does the upgrade: the ``watchers-bot[emulator]`` extra,
 imported in :mod:`.deps`).  The playground and its control API are
 :mod:`.control` (routes), :mod:`.guard`, :mod:`.feed` and :mod:`.actions`;
-:mod:`.remote` is the API's client side.
+:mod:`watchers_bot.control_api` is the API's client side.
 """
 
 from __future__ import annotations

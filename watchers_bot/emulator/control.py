@@ -5,7 +5,7 @@ static files, JSON routes that drive the emulator (post as a human, faults,
 transcripts: :mod:`.actions`) and a Server-Sent Events stream of what happens
 (messages, requests and the ack each got, bots coming and going: :mod:`.feed`).
 The page does nothing that these routes do not do, so a script can drive the
-emulator the same way (``watchers-bot post``, through :mod:`.remote`).
+emulator the same way (``watchers-bot post``, through :mod:`watchers_bot.control_api`).
 
 This module routes; :mod:`.guard` refuses what is not local (Host, Origin,
 content type).  No route takes or shows a token or an API key: payloads are
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List
 from urllib.parse import parse_qs, urlsplit
 
 from .._loopback import is_loopback
+from ..control_api import API, PREFIX
 from .actions import Actions
 from .feed import Feed
 from .guard import HTTPError, check_local, check_local_client, read_json_body
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["API", "PREFIX", "Control", "control_for", "page_url"]
 
-#: Where the page and the API live on the emulator's port.
-PREFIX = "/_emulator/"
-API = PREFIX + "api/"
 
 #: How long a write to a page that stopped reading may block before its stream ends.
 WRITE_TIMEOUT = 20.0

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from ... import settings
+from ...control_api import ControlError, call
 from ..parser import EXIT_OK, Failure
 from ..terminal import Secrets, read_text, status
 
@@ -17,7 +18,6 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 
 def run(args: argparse.Namespace, secrets: Secrets) -> int:
     """Post, and print the posted payload as JSON."""
-    from ...emulator.remote import ControlError, call
 
     text = read_text(args.text)
     url = args.url or settings.lookup(settings.get("URL"), [settings.env_layer()]).value

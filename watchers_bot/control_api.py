@@ -1,4 +1,9 @@
-"""The client side of the emulator's control API (``watchers-bot post`` uses it)."""
+"""Where the emulator's control API lives, and its client side (``watchers-bot post``).
+
+Outside the emulator package, and standard library only, so that a command which
+only talks to a running emulator does not load the emulator (python-socketio,
+werkzeug) to do it; :mod:`watchers_bot.emulator.control` serves these routes.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import json
 from typing import Any, Dict, Optional
 from urllib.parse import urlsplit
 
-from .control import API
+__all__ = ["API", "PREFIX", "ControlError", "call"]
 
-__all__ = ["ControlError", "call"]
+#: Where the playground page and the control API live on the emulator's port.
+PREFIX = "/_emulator/"
+API = PREFIX + "api/"
 
 
 class ControlError(Exception):
