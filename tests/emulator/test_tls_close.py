@@ -68,9 +68,10 @@ def _lowest_free_descriptor(number: int) -> Iterator[None]:
 @pytest.fixture
 def held_close_reply(monkeypatch: pytest.MonkeyPatch) -> Dict[str, Any]:
     """The emulator's close frame (its answer to the client's, or its own),
-    written the way a thread preempted inside ``SSLSocket.send`` writes it: with the SSL object it took
-    before the socket could be closed, as late as the socket's descriptor number
-    allows (closed, and reused by a new socket), or after ``HOLD`` seconds."""
+    written the way a thread preempted inside ``SSLSocket.send`` writes it: with
+    the SSL object it took before the socket could be closed, as late as the
+    socket's descriptor number allows (closed, and reused by a new socket), or
+    after ``HOLD`` seconds."""
     real_send = ssl.SSLSocket.send
     state: Dict[str, Any] = {"held": threading.Event(), "closed": threading.Event(),
                              "done": threading.Event(), "reused": False}
