@@ -2,10 +2,10 @@
 
 Copy it into tests/transport/ to run it (it needs tests/conftest.py's ``ca`` and helpers)::
 
-    cp notes/repro_wss_connects.py tests/transport/test_zz_repro.py
+    cp tests/scripts/repro_wss_connects.py tests/transport/test_zz_repro.py
     REPRO_REPS=5 REPRO_WATCH=1 python -m pytest -q -s tests/transport/test_zz_repro.py
 
-``REPRO_REPS`` runs of 100 connects; ``REPRO_WATCH=1`` installs notes/sslwatch.py and
+``REPRO_REPS`` runs of 100 connects; ``REPRO_WATCH=1`` installs tests/scripts/sslwatch.py and
 prints every close of an SSLSocket made while another thread was inside an SSL call on it.
 Before the fix: 31 such closes in 300 connects (werkzeug's request thread closing while
 simple-websocket's reader wrote the close reply); after it: none in 500.
@@ -22,7 +22,7 @@ from helpers import tls_context
 from watchers_bot import Bot
 from watchers_bot.emulator import Emulator
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "notes"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 import sslwatch
 
 if os.environ.get("REPRO_WATCH"):
