@@ -21,7 +21,7 @@ import select
 import ssl
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import websocket
 
@@ -31,36 +31,36 @@ __all__ = ["recv", "send"]
 def recv(sock: ssl.SSLSocket, lock: threading.Lock, bufsize: int) -> bytes:
     """What one ``sock.recv(bufsize)`` returns (``b""`` at the end of the stream),
     waiting at most the socket's timeout for it."""
-    deadline = _deadline(sock, lock)
-    while True:
-        # the read is tried first: what OpenSSL holds already decrypted, select()
-        # would not see (and SSL_pending() too is a call into the shared state)
-        with _turn(sock, lock):
-            try:
-                return sock.recv(bufsize)
-            except ssl.SSLWantReadError:
-                want_write = False
-            except ssl.SSLWantWriteError:
-                want_write = True
-        _wait(sock, deadline, write=want_write)
+    data: bytes = _call(sock, lock, lambda: sock.recv(bufsize))
+    return data
 
 
 def send(sock: ssl.SSLSocket, lock: threading.Lock, data: bytes) -> int:
     """What one ``sock.send(data)`` returns, waiting at most the socket's timeout
     for room to write."""
+    try:
+        sent: int = _call(sock, lock, lambda: sock.send(data))
+        return sent
+    except ssl.SSLEOFError:  # as websocket-client's own send reports it
+        raise websocket.WebSocketConnectionClosedException(
+            "socket is already closed.") from None
+
+
+def _call(sock: ssl.SSLSocket, lock: threading.Lock, call: Callable[[], Any]) -> Any:
+    """``call()`` (one SSL read or write) on this thread's turn, tried again once
+    the socket is ready for what OpenSSL wants, until the socket's timeout.  The
+    call is tried first: what OpenSSL holds already decrypted, select() would not
+    see (and SSL_pending() too would be a call into the shared state)."""
     deadline = _deadline(sock, lock)
     while True:
         with _turn(sock, lock):
             try:
-                return sock.send(data)
-            except ssl.SSLWantWriteError:
-                want_write = True
+                return call()
             except ssl.SSLWantReadError:
                 want_write = False
-            except ssl.SSLEOFError:  # as websocket-client's own send reports it
-                raise websocket.WebSocketConnectionClosedException(
-                    "socket is already closed.") from None
-        # OpenSSL wants the same write again once the socket is ready for it.
+            except ssl.SSLWantWriteError:
+                want_write = True
+        # OpenSSL wants the same call again once the socket is ready for it.
         _wait(sock, deadline, write=want_write)
 
 
