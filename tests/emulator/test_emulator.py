@@ -983,6 +983,22 @@ def test_import_error_names_the_extra():
     assert "watchers-bot[emulator]" in out.stdout, out.stderr
 
 
+def test_an_old_python_socketio_is_named_at_import():
+    # before 5.18 the manager registers a sid before the connect handler ran, and
+    # every request would be answered "socket is not connected"
+    code = (
+        "import socketio.base_manager as m; del m.BaseManager.pre_connect\n"
+        "try:\n"
+        "    import watchers_bot.emulator\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert "needs python-socketio 5.18 or later (installed: 5." in out.stdout, out.stderr
+    assert "watchers-bot[emulator]" in out.stdout
+
+
 def test_the_emulator_refuses_what_the_client_refuses(emulator, wire):
     """One field spec (protocol.events.REQUESTS): a blank value the client will
     not send is refused by the emulator too, for every field of every request."""

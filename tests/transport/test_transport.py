@@ -483,3 +483,23 @@ def test_sends_from_one_thread_keep_their_order_lone_or_pipelined(emulator, monk
         assert len(direct) < len(texts)  # the others were queued
     finally:
         client.disconnect()
+
+
+def test_the_tested_range_is_the_one_setup_cfg_and_ci_declare():
+    """TESTED (the runtime gate), setup.cfg's install_requires and the CI run on the
+    lower bounds name the same versions."""
+    import configparser
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    requires = cfg["options"]["install_requires"]
+    ci = (root / ".ci" / "run").read_text()
+    for dist, (low, high) in upstream.TESTED.items():
+        name = dist.replace("_", "-")
+        low_s, high_s = ".".join(map(str, low)), ".".join(map(str, high))
+        assert re.search(rf"^{name}(\[\w+\])? >= {re.escape(low_s)}, < {re.escape(high_s)}$",
+                         requires, re.M), (name, requires)
+        assert re.search(rf"'{name}(\[\w+\])?=={re.escape(low_s)}(\.0)?'", ci), (name, low_s)

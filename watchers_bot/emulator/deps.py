@@ -21,5 +21,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f"(missing: {exc.name or exc})"
     ) from exc
 
+from ..transport.upstream import version
+
+# python-socketio 5.18 split its manager's connect in two (pre_connect, then connect
+# once the connect handler accepted): emulator/generation.py's Manager relies on that.
+if not hasattr(socketio.base_manager.BaseManager, "pre_connect"):
+    raise ImportError(
+        "watchers_bot.emulator needs python-socketio 5.18 or later (installed: "
+        f"{'.'.join(map(str, version('python_socketio'))) or '?'}); install it with: "
+        "pip install 'watchers-bot[emulator]'"
+    )
+
 __all__ = ["SimpleWebSocketWSGI", "ThreadedWSGIServer", "WSGIRequestHandler", "eio_packet",
            "socketio"]

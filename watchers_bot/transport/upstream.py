@@ -119,6 +119,9 @@ SEAMS: Tuple[Seam, ...] = (
          "broadcast once for all its targets"),
     Seam(socketio.base_manager.BaseManager, "eio_sid_from_sid", False, (), "called by "
          "emulator/generation.py: the Engine.IO session of a Socket.IO sid"),
+    Seam(socketio.base_manager.BaseManager, "pre_connect", False, (), "relied on by "
+         "emulator/generation.py (python-socketio 5.18+, checked by emulator/deps.py): "
+         "connect() comes once the connect handler accepted"),
     Seam(engineio.Server, "sockets", True, (), "read by emulator/server.py: the engine "
          "sockets to close at shutdown"),
     Seam(engineio.Server, "ping_interval", True, (), "set on a running server by "
@@ -179,8 +182,8 @@ SEAMS: Tuple[Seam, ...] = (
 
 #: The tested version ranges [low, high) of each distribution (setup.cfg pins the same).
 TESTED: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
-    "python_socketio": ((5, 11), (6,)),
-    "python_engineio": ((4, 9), (5,)),
+    "python_socketio": ((5, 14), (6,)),
+    "python_engineio": ((4, 13), (5,)),
     "websocket_client": ((1, 6), (2,)),
 }
 _MODULES = {"python_socketio": socketio, "python_engineio": engineio,
