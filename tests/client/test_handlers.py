@@ -292,3 +292,26 @@ def test_sigint_ends_run_cleanly_in_a_subprocess(emulator, tmp_path):
     assert proc.returncode == 0, err
     assert "returned []" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("landing", ["watchers-bot-handler-1", "watchers-bot-handler-dispatch"])
+def test_ctrl_c_while_run_starts_its_threads_still_stops_cleanly(emulator, monkeypatch, landing):
+    """SIGINT raises KeyboardInterrupt in the main thread wherever it is, also inside a
+    Thread.start() of run()'s pool (seen in CI: a traceback, exit code -2)."""
+    bot = make_bot(emulator)
+    bot.connect()
+    real_start = threading.Thread.start
+
+    def start(self):
+        real_start(self)
+        if self.name == landing:
+            raise KeyboardInterrupt  # what the signal handler raises, where it lands
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    try:
+        bot.run(lambda msg: None, workers=3, stop_timeout=5)  # returns: no exception
+    finally:
+        monkeypatch.undo()
+        bot.close()
+    left = [t.name for t in threading.enumerate() if t.name.startswith("watchers-bot-handler")]
+    assert left == []

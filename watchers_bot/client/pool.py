@@ -108,13 +108,24 @@ class RoomPool:
         self._dispatcher = threading.Thread(
             target=self._dispatch, name=f"{name}-dispatch", daemon=True
         )
+        self._launched: List[threading.Thread] = []  # started, or being started
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> "RoomPool":
-        for worker in self._workers:
-            worker.start()
-        self._dispatcher.start()
+        launched = self._launched
+        try:
+            for thread in [*self._workers, self._dispatcher]:
+                launched.append(thread)  # before start(): it may be running when that raises
+                thread.start()
+        except BaseException:
+            # Ctrl-C landed in a start() (it waits for the new thread): the pool must
+            # still be whole, so that its dispatcher can wind its workers down on stop()
+            for thread in [*self._workers, self._dispatcher]:
+                if thread not in launched:
+                    launched.append(thread)
+                    thread.start()
+            raise
         return self
 
     def request_stop(self) -> None:
@@ -130,6 +141,8 @@ class RoomPool:
 
     def join(self, timeout: Optional[float]) -> bool:
         """Wait up to ``timeout`` (``None``: no limit) for every thread of the pool to end."""
+        if not self._launched:  # never started (interrupted before): nothing to wait for
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         me = threading.current_thread()
         if me is not self._dispatcher and not self.is_worker(me):

@@ -114,6 +114,19 @@ class Reading(BotBase):
         loop; ``handle.stop()`` ends it, and so does closing the bot.  Use one consumer per
         bot: two would share the messages between them.
         """
+        return self._runners.start(self._handler_thread(
+            handler, workers=workers, backlog=backlog, slow_after=slow_after, name=name))
+
+    def _handler_thread(
+        self,
+        handler: Callable[..., Any],
+        *,
+        workers: int = 1,
+        backlog: Optional[int] = None,
+        slow_after: Optional[float] = 30.0,
+        name: str = "watchers-bot-handler",
+    ) -> HandlerThread:
+        """The checked arguments of :meth:`run_in_thread`, as a handle not yet started."""
         self._check_open()
         if not callable(handler):
             raise TypeError(f"handler must be callable, not {type(handler).__name__}")
@@ -130,11 +143,10 @@ class Reading(BotBase):
         slow = optional_seconds(slow_after, "slow_after")
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
-        handle = HandlerThread(
+        return HandlerThread(
             cast("Bot", self), handler, name, self._inbox, workers=workers, backlog=backlog,
             overflow=self._inbox.overflow, slow_after=slow,
         )
-        return self._runners.start(handle)
 
     def run(
         self,
@@ -154,10 +166,11 @@ class Reading(BotBase):
         gives up for good, ``run`` raises that error.
         """
         stop_timeout = seconds(stop_timeout, "stop_timeout")
-        handle = self.run_in_thread(
+        handle = self._handler_thread(
             handler, workers=workers, backlog=backlog, slow_after=slow_after
         )
         try:
+            self._runners.start(handle)  # a Ctrl-C here too stops it cleanly
             while not self._runners.wait(handle, _RUN_POLL):
                 pass
             handle.join(stop_timeout)
