@@ -113,19 +113,7 @@ class RoomPool:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> "RoomPool":
-        launched = self._launched
-        try:
-            for thread in [*self._workers, self._dispatcher]:
-                launched.append(thread)  # before start(): it may be running when that raises
-                thread.start()
-        except BaseException:
-            # Ctrl-C landed in a start() (it waits for the new thread): the pool must
-            # still be whole, so that its dispatcher can wind its workers down on stop()
-            for thread in [*self._workers, self._dispatcher]:
-                if thread not in launched:
-                    launched.append(thread)
-                    thread.start()
-            raise
+        _start_all([*self._workers, self._dispatcher], self._launched)
         return self
 
     def request_stop(self) -> None:
@@ -362,3 +350,20 @@ class RoomPool:
         with self._lock:
             heads = [items[0][0] for items in self._rooms.values() if items]
         return time.monotonic() - min(heads) if heads else None
+
+
+def _start_all(threads: List[threading.Thread], launched: List[threading.Thread]) -> None:
+    """Start ``threads`` in order, each added to ``launched`` first (it may be running
+    when its start() raises).  A Ctrl-C landing in a start(), which waits for the new
+    thread, still starts the rest before it goes on: a pool must be whole for its
+    dispatcher to wind its workers down on stop()."""
+    try:
+        for thread in threads:
+            launched.append(thread)
+            thread.start()
+    except BaseException:
+        for thread in threads:
+            if thread not in launched:
+                launched.append(thread)
+                thread.start()
+        raise
