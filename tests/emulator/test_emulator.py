@@ -970,33 +970,31 @@ def test_busy_port_is_an_oserror(emulator):
         Emulator(port=emulator.port).start()
 
 
-def test_import_error_names_the_extra():
-    code = (
-        "import sys; sys.modules['simple_websocket'] = None\n"
-        "try:\n"
+def import_error_after(setup: str) -> str:
+    """The ImportError of ``import watchers_bot.emulator`` after ``setup``, in a new
+    interpreter (its text, or what went wrong instead)."""
+    code = setup + (
+        "\ntry:\n"
         "    import watchers_bot.emulator\n"
         "except ImportError as e:\n"
         "    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30)
-    assert "watchers-bot[emulator]" in out.stdout, out.stderr
+    return out.stdout or out.stderr
+
+
+def test_import_error_names_the_extra():
+    assert "watchers-bot[emulator]" in import_error_after(
+        "import sys; sys.modules['simple_websocket'] = None")
 
 
 def test_an_old_python_socketio_is_named_at_import():
     # before 5.18 the manager registers a sid before the connect handler ran, and
     # every request would be answered "socket is not connected"
-    code = (
-        "import socketio.base_manager as m; del m.BaseManager.pre_connect\n"
-        "try:\n"
-        "    import watchers_bot.emulator\n"
-        "except ImportError as e:\n"
-        "    print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30)
-    assert "needs python-socketio 5.18 or later (installed: 5." in out.stdout, out.stderr
-    assert "watchers-bot[emulator]" in out.stdout
+    said = import_error_after("import socketio.base_manager as m; del m.BaseManager.pre_connect")
+    assert "needs python-socketio 5.18 or later (installed: 5." in said
+    assert "watchers-bot[emulator]" in said
 
 
 def test_the_emulator_refuses_what_the_client_refuses(emulator, wire):

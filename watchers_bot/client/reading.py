@@ -23,6 +23,8 @@ log = logging.getLogger("watchers_bot")
 
 # How often Bot.run looks up from waiting (Ctrl-C lands between two looks).
 _RUN_POLL = 0.25
+#: The thread names of a handler loop (``-dispatch``, ``-1``... are added).
+HANDLER_NAME = "watchers-bot-handler"
 
 
 class Reading(BotBase):
@@ -95,7 +97,7 @@ class Reading(BotBase):
         workers: int = 1,
         backlog: Optional[int] = None,
         slow_after: Optional[float] = 30.0,
-        name: str = "watchers-bot-handler",
+        name: str = HANDLER_NAME,
     ) -> HandlerThread:
         """Call ``handler`` for every message, on threads of their own; returns their handle.
 
@@ -114,18 +116,12 @@ class Reading(BotBase):
         loop; ``handle.stop()`` ends it, and so does closing the bot.  Use one consumer per
         bot: two would share the messages between them.
         """
-        return self._runners.start(self._handler_thread(
-            handler, workers=workers, backlog=backlog, slow_after=slow_after, name=name))
+        return self._runners.start(
+            self._handler_thread(handler, workers, backlog, slow_after, name))
 
-    def _handler_thread(
-        self,
-        handler: Callable[..., Any],
-        *,
-        workers: int = 1,
-        backlog: Optional[int] = None,
-        slow_after: Optional[float] = 30.0,
-        name: str = "watchers-bot-handler",
-    ) -> HandlerThread:
+    def _handler_thread(self, handler: Callable[..., Any], workers: int,
+                        backlog: Optional[int], slow_after: Optional[float],
+                        name: str) -> HandlerThread:
         """The checked arguments of :meth:`run_in_thread`, as a handle not yet started."""
         self._check_open()
         if not callable(handler):
@@ -166,9 +162,7 @@ class Reading(BotBase):
         gives up for good, ``run`` raises that error.
         """
         stop_timeout = seconds(stop_timeout, "stop_timeout")
-        handle = self._handler_thread(
-            handler, workers=workers, backlog=backlog, slow_after=slow_after
-        )
+        handle = self._handler_thread(handler, workers, backlog, slow_after, HANDLER_NAME)
         try:
             self._runners.start(handle)  # a Ctrl-C here too stops it cleanly
             while not self._runners.wait(handle, _RUN_POLL):

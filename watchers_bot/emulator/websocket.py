@@ -37,7 +37,6 @@ wrapper does; ``close()`` never raises (the writer calls it outside any try).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
 import socket
@@ -57,6 +56,7 @@ from ..protocol.framing import (
     ws_text_frame,
     ws_unmask,
 )
+from .state import close_raw
 
 __all__ = ["CLOSE_GRACE", "Frames", "WebSocket"]
 
@@ -283,8 +283,7 @@ class WebSocket:
         if threading.get_ident() == self._reader or self._conn is None:
             return
         if not self._read_done.wait(CLOSE_GRACE):
-            with contextlib.suppress(OSError):
-                self._conn.shutdown(socket.SHUT_RDWR)
+            close_raw(self._conn)
 
     def _flush(self) -> bool:
         """Write the frames made (under ``_lock``); False if the peer is gone."""
