@@ -314,6 +314,26 @@ def test_a_server_close_answered_ends_the_link_at_once(unanswered: RawClient) ->
     assert time.monotonic() - started < CLOSE_GRACE  # it ended when answered, not cut
 
 
+def test_a_client_that_keeps_asking_but_never_pongs_is_closed(unanswered: RawClient) -> None:
+    # the ping timeout is found in the send of an answer, whose close sends through the
+    # same path: that once deadlocked the socket's request thread on its own lock
+    assert unanswered.text() == "2"
+    unanswered.sock.settimeout(0.05)
+    deadline = time.monotonic() + WAIT
+    ended = False
+    i = 0
+    while not ended and time.monotonic() < deadline:
+        try:
+            unanswered.send_text(listen_request(i, f"room-{i}"))
+            i += 1
+            ended = unanswered.sock.recv(65536) == b""
+        except socket.timeout:
+            continue
+        except OSError:  # reset by the server: the link ended too
+            ended = True
+    assert ended, f"the link was still open after {i} unanswered-ping requests"
+
+
 def test_frames_split_across_reads_are_put_back_together(client: RawClient) -> None:
     client.join()
     data = client_frame(WS_TEXT, listen_request(1, "room-slow").encode())

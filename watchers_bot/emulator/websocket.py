@@ -240,12 +240,15 @@ class WebSocket:
         other goes through upstream's queue and writer, counted until written."""
         def direct(pkt: Any) -> None:
             if threading.get_ident() == self._reader and not getattr(pkt, "holds_writer", False):
+                # As upstream's send() does, and outside the lock: a client gone
+                # silent is closed here, and that close sends through this function.
+                if not engine.check_ping_timeout():
+                    return
                 with self._lock:
                     if not self._queued and self.connected:
-                        if engine.check_ping_timeout():  # as upstream's send() does
-                            self._out.append(_framed(pkt.encode()))
-                            if len(self._out) >= DIRECT_BATCH:
-                                self._flush()
+                        self._out.append(_framed(pkt.encode()))
+                        if len(self._out) >= DIRECT_BATCH:
+                            self._flush()
                         return
                     self._queued += 1
             else:
