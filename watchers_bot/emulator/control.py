@@ -31,7 +31,7 @@ from .transcript import Transcript
 if TYPE_CHECKING:
     from . import Emulator
 
-__all__ = ["API", "PREFIX", "Control", "control_for", "page_url"]
+__all__ = ["Control", "control_for", "page_url"]
 
 
 #: How long a write to a page that stopped reading may block before its stream ends.

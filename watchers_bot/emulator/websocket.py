@@ -37,12 +37,13 @@ wrapper does; ``close()`` never raises (the writer calls it outside any try).
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import logging
 import socket
 import struct
 import threading
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Union
 
 from ..protocol.framing import (
     WS_BINARY,
@@ -95,7 +96,7 @@ class WebSocket:
         self._read_done = threading.Event()  # wait() has seen the end
         self._buf = b""
         self._pos = 0
-        self._inbox: List[Union[str, bytes]] = []
+        self._inbox: Deque[Union[str, bytes]] = collections.deque()
         self._parts: List[bytes] = []
         self._opcode = 0
         self._size = 0
@@ -147,7 +148,6 @@ class WebSocket:
                             self._flush()
                 if not self._fill():
                     self.connected = False
-                    continue
                 continue
             b1, start, end, masked = frame
             self._pos = end
@@ -155,7 +155,7 @@ class WebSocket:
                 self._refuse(CLOSE_PROTOCOL, "frames must be masked, with no reserved bits")
                 continue
             self._frame(b1, ws_unmask(buf[start:end], buf[start - 4:start]))
-        return self._inbox.pop(0)
+        return self._inbox.popleft()
 
     def _fill(self) -> bool:
         """Read more into the buffer; False when the peer is gone."""
