@@ -13,6 +13,7 @@ try:
     import socketio
     from engineio import packet as eio_packet
     from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+    from engineio.exceptions import SocketIsClosedError
     from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
@@ -32,5 +33,5 @@ if not hasattr(socketio.base_manager.BaseManager, "pre_connect"):
         "pip install 'watchers-bot[emulator]'"
     )
 
-__all__ = ["SimpleWebSocketWSGI", "ThreadedWSGIServer", "WSGIRequestHandler", "eio_packet",
-           "socketio"]
+__all__ = ["SimpleWebSocketWSGI", "SocketIsClosedError", "ThreadedWSGIServer",
+           "WSGIRequestHandler", "eio_packet", "socketio"]

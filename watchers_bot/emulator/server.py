@@ -21,7 +21,13 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 from . import fastpath
-from .deps import SimpleWebSocketWSGI, ThreadedWSGIServer, WSGIRequestHandler, socketio
+from .deps import (
+    SimpleWebSocketWSGI,
+    SocketIsClosedError,
+    ThreadedWSGIServer,
+    WSGIRequestHandler,
+    socketio,
+)
 from .fastpath import FastServer
 from .generation import Generation, Manager
 from .packets import ServerPacket
@@ -146,6 +152,27 @@ class _QuietWebSocket(SimpleWebSocketWSGI):  # type: ignore[misc]  # upstream is
             logger.debug("closing a websocket whose peer is gone", exc_info=True)
 
 
+def _drop_sends_after_close(engine: Any) -> None:
+    """Make the engine socket's ``send()`` drop a packet for a session that closed.
+
+    python-engineio's ``send_packet`` looks the session up, then sends; a session
+    closed in between (a drop, a kick, the client gone) makes upstream's ``send()``
+    raise ``SocketIsClosedError`` in whatever thread answered, often a handler's
+    thread after a delay fault, where it is an unhandled thread exception.  The
+    packet had nowhere to go, as for a session that was already gone."""
+    send = getattr(engine, "send", None)
+    if not callable(send):  # pragma: no cover - an engineio without per-socket send
+        return
+
+    def send_unless_closed(pkt: Any) -> None:
+        try:
+            send(pkt)
+        except SocketIsClosedError:
+            logger.debug("a packet for a session that closed was dropped")
+
+    engine.send = send_unless_closed
+
+
 class _WebSockets:
     """python-engineio's ``_async['websocket']`` of one emulator server: the emulator's
     own :class:`.websocket.WebSocket` for a plain connection while the fast path is on,
@@ -156,6 +183,7 @@ class _WebSockets:
         self._kwargs = kwargs
 
     def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        _drop_sends_after_close(getattr(self._args[0], "__self__", None))
         sock = environ.get("werkzeug.socket")
         plain = isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)
         if plain and fastpath.enabled():

@@ -57,6 +57,7 @@ from ..protocol.framing import (
     ws_text_frame,
     ws_unmask,
 )
+from .deps import SocketIsClosedError
 from .state import close_raw
 
 __all__ = ["CLOSE_GRACE", "Frames", "WebSocket"]
@@ -242,7 +243,10 @@ class WebSocket:
             if threading.get_ident() == self._reader and not getattr(pkt, "holds_writer", False):
                 # As upstream's send() does, and outside the lock: a client gone
                 # silent is closed here, and that close sends through this function.
-                if not engine.check_ping_timeout():
+                try:
+                    if not engine.check_ping_timeout():
+                        return
+                except SocketIsClosedError:  # closed since engineio looked it up
                     return
                 with self._lock:
                     if not self._queued and self.connected:

@@ -144,10 +144,13 @@ SEAMS: Tuple[Seam, ...] = (
     Seam(engineio.socket.Socket, "poll", False, (_E,), "wrapped per connection by the "
          "emulator's websocket (an instance attribute): counts the writer's batch, which "
          "is then written in one system call"),
-    Seam(engineio.socket.Socket, "send", False, (_E,), "wrapped per connection by the "
-         "emulator's websocket (an instance attribute): a packet of the request's own "
-         "thread is written without the queue while nothing is queued; calls "
-         "check_ping_timeout() first, as upstream's send() does"),
+    Seam(engineio.socket.Socket, "send", False, (_E,), "wrapped per connection (an "
+         "instance attribute): by emulator/server.py always (through the websocket "
+         "handler's __self__, skipped if that has no send), dropping a packet for a "
+         "session closed since engineio looked it up instead of raising "
+         "SocketIsClosedError in the answering thread; then by the emulator's websocket: "
+         "a packet of the request's own thread is written without the queue while "
+         "nothing is queued; calls check_ping_timeout() first, as upstream's send() does"),
     Seam(engineio.socket.Socket, "check_ping_timeout", False, (_E,), "called by that send"),
     Seam(_EC, "_trigger_event", False, (_D,), "relied on: calls start_background_task "
          "per packet, which we override"),
